@@ -157,8 +157,8 @@ def inspect_file(path: str, options: IngestOptions) -> FileInfo:
             image.load()  # full decode: truncated data raises here
     except UnidentifiedImageError:
         return FileInfo(path, content_hash, size, reason="not_image", detail="not a JPEG/PNG/WebP image (unidentified format)")
-    except Image.DecompressionBombError as exc:
-        return FileInfo(path, content_hash, size, reason="huge", detail=str(exc))
+    except Image.DecompressionBombError as exc:  # far over PIL's own limit: refused at open
+        return FileInfo(path, content_hash, size, reason="huge", detail=f"{exc} (ingest.max_pixels={options.max_pixels})")
     except (OSError, SyntaxError, ValueError) as exc:
         text = str(exc)
         reason = "truncated" if "truncated" in text.lower() or "premature" in text.lower() else "unreadable"

@@ -26,10 +26,10 @@ def test_output() -> Path:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory):
+def postgres_server():
     from tests.support.postgres import PostgresServer
 
-    server = PostgresServer(tmp_path_factory.mktemp("pg")).start()
+    server = PostgresServer().start()
     yield server
     server.stop()
 

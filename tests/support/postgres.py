@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,9 +29,10 @@ def _bin(name: str) -> str:
 
 
 class PostgresServer:
-    def __init__(self, root: Path):
-        self.root = root
-        self.data = root / "data"
+    def __init__(self, root: Path | None = None):
+        # Not under pytest's tmp (mode 0700 for root): the postgres user must reach its data dir.
+        self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="beltcurate-pg-"))
+        self.data = self.root / "data"
         self.port = free_port()
         self.user = "beltcurate"
         self._as_postgres = os.geteuid() == 0  # postgres refuses to run as root
@@ -38,11 +40,14 @@ class PostgresServer:
     def _run(self, args: list[str]) -> None:
         if self._as_postgres:
             args = ["runuser", "-u", "postgres", "--", *args]
-        subprocess.run(args, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        done = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)} failed: {done.stderr.strip()}")
 
     def start(self) -> "PostgresServer":
         self.root.mkdir(parents=True, exist_ok=True)
         if self._as_postgres:
+            os.chmod(self.root, 0o755)
             shutil.chown(self.root, "postgres", "postgres")
         self._run([_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", self.user, "--no-sync", "-E", "UTF8"])
         options = f"-h 127.0.0.1 -p {self.port} -k {self.root} -c fsync=off -c full_page_writes=off"
@@ -69,5 +74,6 @@ class PostgresServer:
     def stop(self) -> None:
         try:
             self._run([_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"])
-        except subprocess.CalledProcessError:
+        except RuntimeError:
             pass
+        shutil.rmtree(self.root, ignore_errors=True)
