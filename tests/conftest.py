@@ -82,3 +82,15 @@ def settings_env(tmp_path, monkeypatch):
     from curation.settings import load_settings
 
     return load_settings()
+
+
+@pytest.fixture(scope="session")
+def fiftyone_env() -> dict[str, str]:
+    """A private mongod for FiftyOne, set in the environment before fiftyone is imported.
+
+    Tests that use FiftyOne request this fixture and import fiftyone inside the test body: FiftyOne
+    reads its database settings once, at import. mongod stops after FiftyOne's exit cleanup.
+    """
+    from tests.support.mongo import start_fiftyone_database
+
+    return start_fiftyone_database()
