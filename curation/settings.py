@@ -106,6 +106,12 @@ SETTINGS: tuple[Setting, ...] = (
     # review
     Setting("review.dataset", "beltcurate", "FiftyOne dataset name.", str),
     Setting("review.port", 5151, "Port of the FiftyOne app (bound to 127.0.0.1).", int),
+    Setting("review.database_name", "beltcurate", "FiftyOne database name (FIFTYONE_DATABASE_NAME) inside MongoDB.", str),
+    Setting("review.mongo_uri", None, "MongoDB URI for FiftyOne; default: a mongod beltcurate runs on 127.0.0.1 with data in state_dir/fiftyone-db.", _parse_optional_str, secret=True),
+    Setting("review.mongo_port", 0, "Port of the mongod beltcurate runs (0 = any free port).", int),
+    Setting("review.max_unlabeled", 2000, "Unlabeled frames added to the review dataset (the most uncertain first; selected frames always).", int),
+    Setting("review.fp_min_confidence", 0.3, "Lowest confidence shown in the false-positives view (confident mistakes first).", float),
+    Setting("review.low_iou", 0.75, "Matched boxes below this IoU appear in the poorly-localized view (matching needs IoU >= 0.5).", float),
 )
 
 SETTINGS_BY_NAME: dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
