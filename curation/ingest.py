@@ -61,7 +61,7 @@ class IngestSummary:
     quarantined: int = 0
     skipped_other: int = 0
     quarantine_reasons: dict[str, int] = field(default_factory=dict)
-    new_frame_ids: list[int] = field(default_factory=list)
+    new_frame_ids: list[int] = field(default_factory=list, repr=False)
     seconds: float = 0.0
 
     @property
