@@ -79,6 +79,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("score.uncertainty", "entropy_sum", "Image-level uncertainty used for ranking (see 'beltcurate score --help').", str),
     Setting("score.tta_flip", False, "Also run a horizontally flipped pass and score localization stability.", _parse_bool),
     Setting("score.pca_dim", 128, "Embedding dimension used by selection (PCA; 0 = keep the native dimension).", int),
+    Setting("score.store_min_score", 0.1, "Boxes under this score count for uncertainty but are not stored in the catalog.", float),
+    Setting("score.ray_address", None, "--engine ray: address of a running Ray cluster (auto, ray://host:10001); default: start a local one.", _parse_optional_str),
+    Setting("score.ray_actors", 2, "--engine ray: actors in the pool, each holding one copy of the model.", int),
     # selection
     Setting("select.strategy", "hybrid", "Selection strategy.", str),
     Setting("select.budget", 500, "Frames per selection.", int),
