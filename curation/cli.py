@@ -31,6 +31,10 @@ EXIT_CODES = {
 # commands or groups). Library imports happen inside the command functions so --help stays fast.
 COMMAND_MODULES = (
     "curation.commands.core",
+    "curation.commands.datasets",
+    "curation.commands.review",
+    "curation.commands.scoring",
+    "curation.commands.refresh",
 )
 
 

@@ -101,11 +101,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("labelstudio.image_base_url", None, "Instead of local files: base URL under which frame paths are served (needs CORS).", _parse_optional_str),
     Setting("labelstudio.chunk_size", 500, "Tasks per import call.", int),
     Setting("labelstudio.reconcile_every", 4, "Every Nth pull is a full reconcile (catches deletions).", int),
+    Setting("labelstudio.relabel_project", None, "Project for frames sent back for relabeling (error correction); default: '<project> relabel'.", _parse_optional_str),
     # export
     Setting("export.dir", "datasets", "Where dataset versions are written (relative to state_dir unless absolute).", str),
     Setting("export.formats", ["coco", "yolo"], "Formats written by 'beltcurate export' and refresh.", _parse_list),
     Setting("export.split", [0.8, 0.1, 0.1], "train/val/test fractions (grouped by belt sequence).", lambda raw: [float(x) for x in _parse_list(raw)]),
     Setting("export.images", "symlink", "How images enter a version: symlink, hardlink or copy.", str),
+    Setting("export.on_bad", "drop", "Frames with bad input (missing image, box outside, unknown class): drop them (listed in problems.jsonl) or fail.", str),
+    Setting("export.group_gap_s", 30.0, "Frames of one camera/sequence closer in time than this share a split group (never straddle train/val/test).", float),
+    Setting("export.seed", 0, "Seed of the split assignment: same labels and seed give the same splits.", int),
+    # refresh
+    Setting("refresh.inputs", [], "Folders refresh ingests each run (comma-separated in the environment).", _parse_list),
+    Setting("refresh.site_from_path", True, "refresh: folders under each input are <site>/<camera>/... (see 'ingest --site-from-path').", _parse_bool),
+    Setting("refresh.version_prefix", "v", "Dataset versions made by refresh are named <prefix>0001, <prefix>0002, ...", str),
     # review
     Setting("review.dataset", "beltcurate", "FiftyOne dataset name.", str),
     Setting("review.port", 5151, "Port of the FiftyOne app (bound to 127.0.0.1).", int),
