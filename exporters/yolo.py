@@ -27,6 +27,8 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
 # Ultralytics names these split keys; val also appears as "valid" in Roboflow folders.
 YAML_SPLIT_KEYS = ("train", "val", "test")
 POLYGON_AS_BOX = "polygon_as_box"
+# An image with no label file is an image with no objects (Ultralytics rule); noted, not an error.
+NO_LABEL_FILE = "no_label_file"
 
 
 def box_to_yolo_row(box: Box, width: int, height: int, class_id: int) -> str:
@@ -193,6 +195,8 @@ def _read_image(image_path: Path, split_dir: Path, split: str, class_names: Sequ
                 boxes.append(box)
             if problem is not None:
                 problems.append(problem)
+    else:
+        problems.append(Problem(NO_LABEL_FILE, where, f"no label file {label_path.name}; read as an image with no objects"))
     return LabeledImage(
         file_name=str(image_path.relative_to(split_dir)), width=width, height=height, boxes=tuple(boxes),
         image_path=where, split=split, problems=tuple(problems),
