@@ -32,6 +32,7 @@ EXIT_CODES = {
 COMMAND_MODULES = (
     "curation.commands.core",
     "curation.commands.datasets",
+    "curation.commands.labelstudio",
     "curation.commands.review",
     "curation.commands.scoring",
     "curation.commands.refresh",
