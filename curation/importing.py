@@ -5,6 +5,9 @@ are quarantined) and its boxes become an ``Annotation`` with ``source="import:<n
 ``source_id="<split>/<file>"``, so selection skips labeled frames and exports include them.
 
 Rules:
+- frames take site/camera/sequence/capture time from the dataset where it has them (COCO image
+  fields, as ``beltcurate synth`` writes), else from the options/settings and the image (EXIF,
+  file name) as ingest does; they drive the grouped splits of exports;
 - idempotent: an image whose (source, source_id) is already in the catalog is skipped;
 - an imported annotation becomes the frame's *current* one only if the frame has none yet (labels
   pulled from Label Studio are never overridden by an import);
@@ -18,6 +21,7 @@ Rules:
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 from collections import Counter
@@ -211,10 +215,14 @@ def _import_batch(catalog: Catalog, batch: list[LabeledImage], source: str, opti
                 problems = problems + [Problem("size_mismatch", info.path, f"labels say {image.width}x{image.height}, image is {info.width}x{info.height}")]
             frame = frames.get(info.content_hash)
             if frame is None:
+                meta = image.meta or {}
                 frame = Frame(
                     content_hash=info.content_hash, path=info.path, width=info.width, height=info.height, format=info.format,
-                    size_bytes=info.size_bytes, exif_orientation=info.exif_orientation, site=options.site, line=options.line,
-                    camera=options.camera, captured_at=info.captured_at, sequence=None,
+                    size_bytes=info.size_bytes, exif_orientation=info.exif_orientation,
+                    site=str(meta.get("site") or options.site), line=str(meta.get("line") or options.line),
+                    camera=str(meta.get("camera") or options.camera),
+                    captured_at=_datetime(meta.get("captured_at")) or info.captured_at,
+                    sequence=None if meta.get("sequence") is None else str(meta["sequence"]),
                 )
                 session.add(frame)
                 session.flush()
@@ -251,6 +259,17 @@ def _import_batch(catalog: Catalog, batch: list[LabeledImage], source: str, opti
             summary.annotations += 1
             summary.current += int(is_current)
             summary.boxes += len(image.boxes)
+
+
+def _datetime(value) -> dt.datetime | None:
+    """An ISO time from a dataset's metadata (naive UTC, as the catalog stores), or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(dt.timezone.utc).replace(tzinfo=None) if parsed.tzinfo else parsed
 
 
 def _boxes(data):

@@ -21,6 +21,8 @@ from exporters.base import IMAGES_DIR, FileDigest, Format
 from exporters.types import MALFORMED, UNSUPPORTED, Box, LabeledImage, Problem
 
 COCO_DIR = "coco"
+# Extra image fields (written by beltcurate synth and some tools) kept as LabeledImage.meta.
+META_KEYS = ("site", "line", "camera", "sequence", "captured_at")
 PARTS_DIR = ".parts"
 
 
@@ -164,6 +166,7 @@ def read_coco(json_path: str | Path, images_dir: str | Path | None = None, *, sp
         yield LabeledImage(
             file_name=file_name, width=int(record.get("width") or 0), height=int(record.get("height") or 0),
             boxes=tuple(boxes), image_path=str(images_dir / file_name), split=split, problems=tuple(problems),
+            meta={key: record[key] for key in META_KEYS if record.get(key) is not None} or None,
         )
     for image_id, orphans in by_image.items():
         # annotations whose image is not listed cannot be placed anywhere: say so

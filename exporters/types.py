@@ -100,7 +100,8 @@ class LabeledImage:
     ``file_name`` is the image's name inside an exported dataset (unique per version);
     ``image_path`` the absolute path of the source bytes; ``frame_id``/``content_hash`` tie it to
     the catalog; ``group`` is the split group (frames of one group never straddle splits);
-    ``split`` is set by readers of split datasets and by the exporter.
+    ``split`` is set by readers of split datasets and by the exporter; ``meta`` carries what a
+    source dataset says about the frame's origin (COCO image fields ``site``, ``camera``, ...).
     """
 
     file_name: str
@@ -113,6 +114,7 @@ class LabeledImage:
     group: str | None = None
     split: str | None = None
     problems: tuple[Problem, ...] = field(default=(), compare=False)
+    meta: dict[str, Any] | None = field(default=None, compare=False)  # site/camera/sequence/captured_at a reader found
 
     def with_boxes(self, boxes: Iterable[Box]) -> "LabeledImage":
         return replace(self, boxes=tuple(boxes))
