@@ -11,6 +11,7 @@ Version folder layout shared by all formats (images are written once, every form
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Protocol, Sequence
@@ -19,6 +20,9 @@ from exporters.types import LabeledImage
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 IMAGES_DIR = "images"
+
+# Bytes per read when copying or hashing files: memory stays flat whatever the file size.
+CHUNK_BYTES = 256 * 1024
 
 # (path relative to the version root, sha256 hex) for every file a writer produced
 FileDigest = tuple[str, str]
@@ -51,11 +55,14 @@ class Format:
     class_names: Callable[[Path], list[str] | None]
 
 
-def write_bytes(root: Path, relpath: str, data: bytes) -> FileDigest:
-    """Write ``data`` to ``root/relpath`` (parents created) and return its digest."""
-    path = root / relpath
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+def write_bytes(root: Path | str, relpath: str, data: bytes) -> FileDigest:
+    """Write ``data`` to ``root/relpath`` (the folder must exist) and return its digest.
+
+    Plain strings, not pathlib: pathlib interns every path part, so a million file names would
+    grow the interpreter's intern table with the number of frames.
+    """
+    with open(os.path.join(root, relpath), "wb") as handle:
+        handle.write(data)
     return relpath, hashlib.sha256(data).hexdigest()
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from curation.errors import InputError
-from exporters.base import IMAGES_DIR, FileDigest, Format
+from exporters.base import CHUNK_BYTES, IMAGES_DIR, FileDigest, Format
 from exporters.types import MALFORMED, UNSUPPORTED, Box, LabeledImage, Problem
 
 COCO_DIR = "coco"
@@ -135,7 +135,7 @@ class CocoWriter:
 
 def _copy_into(path: Path, put) -> None:
     with open(path, "rb") as source:
-        while chunk := source.read(1 << 20):
+        while chunk := source.read(CHUNK_BYTES):
             put(chunk)
 
 

@@ -32,7 +32,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from curation.errors import ExportError, InputError
 from curation.progress import Advance, _noop
-from exporters.base import IMAGES_DIR, FileDigest
+from exporters.base import CHUNK_BYTES, IMAGES_DIR, FileDigest
 from exporters.splits import SPLITS, SplitPlanner, validate_fractions
 from exporters.types import EMPTY_FRAME, MISSING_IMAGE, UNKNOWN_CLASS, LabeledImage, Problem, check_image, labels_hash
 
@@ -165,7 +165,7 @@ class _Digests:
         self.handle.close()
 
 
-def _place_image(source: str, target: Path, mode: str) -> None:
+def _place_image(source: str, target: str, mode: str) -> None:
     if mode == "symlink":
         os.symlink(os.path.abspath(source), target)
     elif mode == "hardlink":
@@ -180,7 +180,7 @@ def _place_image(source: str, target: Path, mode: str) -> None:
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
+        while chunk := handle.read(CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
 
@@ -313,6 +313,7 @@ def _write_pass(source: Source, temp: Path, options: VersionOptions, class_names
     unknown_classes: Counter = Counter()
     dropped = clipped_total = empty = n_frames = n_boxes = 0
     made_dirs: set[str] = set()
+    temp_str = str(temp)
     last_frame_id = None
     with open(temp / FRAMES, "w", encoding="utf-8") as frames_out, open(temp / PROBLEMS, "w", encoding="utf-8") as problems_out:
         def report(problems: list[Problem], frame_id) -> None:
@@ -366,8 +367,9 @@ def _write_pass(source: Source, temp: Path, options: VersionOptions, class_names
             if split not in made_dirs:
                 (temp / IMAGES_DIR / split).mkdir(parents=True, exist_ok=True)
                 made_dirs.add(split)
-            _place_image(clean.image_path, temp / image_rel, options.images)  # type: ignore[arg-type]
-            digests.add([(image_rel, clean.content_hash or _file_sha256(temp / image_rel))])
+            target = os.path.join(temp_str, image_rel)  # str, not Path: see exporters.base.write_bytes
+            _place_image(clean.image_path, target, options.images)  # type: ignore[arg-type]
+            digests.add([(image_rel, clean.content_hash or _file_sha256(Path(target)))])
             for writer in writers:
                 digests.add(writer.add(clean))
             n_frames += 1

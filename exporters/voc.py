@@ -88,9 +88,13 @@ class VocWriter:
 
     def __init__(self, root: Path, class_names: Sequence[str]):
         self.root = Path(root)
+        self.splits: set[str] = set()
 
     def add(self, image: LabeledImage) -> list[FileDigest]:
         split = image.split or "train"
+        if split not in self.splits:
+            (self.root / VOC_DIR / split).mkdir(parents=True, exist_ok=True)
+            self.splits.add(split)
         xml = image_to_voc_xml(image, folder=split)
         return [write_bytes(self.root, f"{VOC_DIR}/{split}/{image_stem(image.file_name)}.xml", xml.encode())]
 
