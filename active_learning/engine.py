@@ -218,9 +218,10 @@ def iter_ray(checkpoint: str | os.PathLike, frames: Sequence[tuple[int, str]], c
         raise ConfigError("--engine ray needs Ray Data: pip install 'beltcurate[ray]'") from None
     if not ray.is_initialized():
         if address:
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
         else:
-            ray.init(num_cpus=max(actors, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False)
+            ray.init(num_cpus=max(actors, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False,
+                     logging_level="ERROR")
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     items = [{"frame_id": int(frame_id), "path": str(path)} for frame_id, path in frames]
@@ -229,7 +230,8 @@ def iter_ray(checkpoint: str | os.PathLike, frames: Sequence[tuple[int, str]], c
     dataset = ray.data.from_items(items, override_num_blocks=max(1, min(len(items) // config.batch_size, 64)))
     scored = dataset.map_batches(
         RayScorer, fn_constructor_kwargs={"checkpoint": str(checkpoint), "config": asdict(config)},
-        batch_size=config.batch_size, batch_format="numpy", concurrency=actors, num_cpus=1,
+        batch_size=config.batch_size, batch_format="numpy", num_cpus=1,
+        compute=ray.data.ActorPoolStrategy(size=actors),
     )
     for columns in scored.iter_batches(batch_size=config.batch_size, batch_format="numpy"):
         yield columns_to_results(columns)
