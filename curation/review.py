@@ -344,7 +344,18 @@ def _fiftyone(settings):
         import fiftyone as fo
     except Exception as exc:  # fiftyone raises several types when its database is unusable
         raise ServiceError(f"fiftyone could not start: {exc}") from exc
+    _route_fiftyone_logs_to_stderr()
     return fo
+
+
+def _route_fiftyone_logs_to_stderr() -> None:
+    """FiftyOne logs progress ("Evaluating detections...") on stdout; stdout is for results (--json)."""
+    import logging
+
+    for name in ("fiftyone", "fiftyone.brain", "eta"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+                handler.setStream(sys.stderr)
 
 
 def boxes_to_fo_detections(fo, boxes: list[dict], width: int, height: int):
@@ -519,7 +530,8 @@ def build_review_dataset(
         unchanged=len(records) - len(to_add) - len(to_update),
         near_duplicate_frames=sum(record.dup_group is not None for record in records),
     )
-    info = dict(dataset.info.get("beltcurate", {}))
+    # dataset.info comes back as mongoengine dicts: make it plain data.
+    info = json.loads(json.dumps(dataset.info.get("beltcurate", {}), default=str))
     stale = force or summary.changed or not info
     if stale:
         info.update(_evaluate(dataset, fo))
@@ -769,3 +781,44 @@ def launch_app(settings, *, port: int | None = None, log_dir=None) -> AppServer:
             time.sleep(0.3)
     server.stop()
     raise ServiceError(f"the FiftyOne app did not answer on port {port} within {APP_START_TIMEOUT_S:.0f} s; see {log_path}")
+
+
+def review(
+    catalog: Catalog,
+    settings,
+    *,
+    model_version: str | None = None,
+    dataset_version: str | None = None,
+    send_view: str | None = None,
+    port: int | None = None,
+    force: bool = False,
+) -> dict:
+    """Build/update the review dataset, optionally send a view's frames to Label Studio.
+
+    Returns the summary with ``urls`` (each saved view on the app) and, with ``send_view``, ``sent``.
+    """
+    summary = build_review_dataset(catalog, settings, model_version=model_version, dataset_version=dataset_version, force=force)
+    result = summary.as_dict()
+    result["urls"] = view_urls(settings, port)
+    if send_view:
+        result["sent"] = send_view_to_labelstudio(catalog, settings, send_view)
+    return result
+
+
+def serve_until_interrupted(server: AppServer, poll_s: float = 0.5) -> int:
+    """Block while the app runs; Ctrl-C (or SIGTERM) stops it. Returns the server's exit code."""
+    import signal
+
+    def on_term(_signum, _frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        while server.process.poll() is None:
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        signal.signal(signal.SIGTERM, previous)
+    return server.process.returncode
