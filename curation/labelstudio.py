@@ -51,9 +51,11 @@ EXPORT_CHUNK = 1000
 # An import that failed in transit may still have landed: the project is re-listed and only the
 # missing frames are sent again, at most this many times.
 IMPORT_ATTEMPTS = 3
-# Incremental pulls start this much before the previous pull's server time (the Date header has
-# 1 s resolution and a task may be committed while we list). Overlap is harmless: upserts.
-WATERMARK_OVERLAP_S = 5
+# Incremental pulls list tasks updated after the previous pull's start, by the server's clock
+# (the Date header of a request sent before listing, 1 s resolution), minus this overlap: a
+# task saved just before that moment may commit a little later (a 1,000-task import takes ~1 s).
+# Overlap only re-reads a few tasks (upserts are idempotent); too little could miss an edit.
+WATERMARK_OVERLAP_S = 2
 # Two annotations of one task agree when their boxes match one to one with the same label and
 # at least this IoU; otherwise the disagreement is recorded on the current annotation.
 AGREEMENT_IOU = 0.5
@@ -76,6 +78,11 @@ class LabelStudioConfig:
     chunk_size: int
     reconcile_every: int
     class_names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.image_root is not None and not isinstance(self.image_root, Path):
+            object.__setattr__(self, "image_root", Path(self.image_root))
+        object.__setattr__(self, "class_names", tuple(self.class_names))
 
     def __repr__(self) -> str:  # the token never reaches logs or tracebacks
         return f"LabelStudioConfig(url={self.url!r}, project={self.project!r}, token={'***' if self.token else None})"
@@ -268,6 +275,11 @@ class LabelStudioClient:
     def whoami(self) -> dict[str, Any]:
         return self.get_json("/api/current-user/whoami", what="current user")
 
+    def server_now(self) -> dt.datetime:
+        """The server's clock (naive UTC, whole seconds), from a cheap authenticated request."""
+        response = self.request("GET", "/api/current-user/whoami", what="current user")
+        return server_time(response) or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
     def users(self) -> dict[int, str]:
         """User id -> email for everyone in the organization (annotator names)."""
         data = self.get_json("/api/users", params={"page_size": 10000}, what="user list")
@@ -357,7 +369,7 @@ def _detail(response) -> str:
     except ValueError:
         return response.text[:300].strip() or response.reason_phrase
     if isinstance(data, dict):
-        for key in ("detail", "validation_errors", "message", "error"):
+        for key in ("validation_errors", "detail", "message", "error"):
             if data.get(key):
                 return json.dumps(data[key])[:500]
     return json.dumps(data)[:500]
@@ -407,8 +419,9 @@ def labels_in_config(config_xml: str) -> list[str]:
 
 def ensure_project(client: LabelStudioClient, title: str, class_names: Sequence[str], model_version: str | None) -> dict[str, Any]:
     """The project titled ``title`` (created if missing, the oldest if several), with a label
-    config holding every class and ``model_version`` set so the editor shows our
-    pre-annotations (it only shows predictions of the project's model_version)."""
+    config holding every class. A new project starts with ``model_version``; an existing one
+    gets it from :func:`set_model_version` once predictions of that version are imported
+    (Label Studio refuses a model_version no prediction has)."""
     projects = client.projects_titled(title)
     if not projects:
         fields: dict[str, Any] = {"title": title, "label_config": label_config(class_names),
@@ -422,11 +435,19 @@ def ensure_project(client: LabelStudioClient, title: str, class_names: Sequence[
     if not set(class_names) <= set(existing):
         # Keep classes that only the server knows (annotations may use them) and add ours.
         updates["label_config"] = label_config([*existing, *[c for c in class_names if c not in existing]])
-    if model_version and project.get("model_version") != model_version:
-        updates["model_version"] = model_version
     if updates:
         project = client.update_project(project["id"], **updates)
     return project
+
+
+def set_model_version(client: LabelStudioClient, project: dict[str, Any], model_version: str | None) -> bool:
+    """Point the project at ``model_version``: the editor pre-labels only with predictions of the
+    project's model_version, so this follows the detector. True if it changed."""
+    if not model_version or project.get("model_version") == model_version:
+        return False
+    client.update_project(int(project["id"]), model_version=model_version)
+    project["model_version"] = model_version
+    return True
 
 
 def image_url(frame_path: str | Path, config: LabelStudioConfig) -> str:
@@ -491,6 +512,7 @@ class PushSummary:
     recovered: int = 0  # on the server but not in the catalog (a crash after import): adopted
     deleted_on_server: int = 0  # we pushed them, someone deleted the task: not pushed again
     duplicates_on_server: int = 0  # tasks of one frame beyond the first (imported by other tools)
+    preannotated: int = 0  # imported tasks that carry a prediction
     without_preannotation: int = 0
     dropped_regions: int = 0  # predicted labels missing from the class map
     storages_created: int = 0
@@ -612,6 +634,10 @@ def push_frames(
             summary.task_ids.update(imported)
             if advance:
                 advance(len(chunk))
+        # Only now do predictions of this version exist on the server (the import made them, or
+        # an earlier push did); a project that has none keeps its model_version.
+        if summary.model_version and (summary.preannotated or summary.recovered):
+            set_model_version(client, project, summary.model_version)
         summary.seconds = round(time.perf_counter() - started, 3)
         return summary
     finally:
@@ -705,6 +731,7 @@ def _build_task(frame: dict[str, Any], url: str, preannotation, class_names: set
     if uncertainty is not None:
         prediction["score"] = float(uncertainty)  # image-level: the task list can sort by it
     task["predictions"] = [prediction]
+    summary.preannotated += 1
     return task
 
 
@@ -967,8 +994,8 @@ def _pull_project(catalog, config: LabelStudioConfig, client: LabelStudioClient,
     if not full:
         filters = [{"filter": "filter:tasks:updated_at", "operator": "greater", "type": "Datetime",
                     "value": state["watermark"]}]
-    listed, now = client.list_tasks(project_id, include="id,updated_at", filters=filters)
-    now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    now = client.server_now()  # before listing: whatever is saved later is seen next time
+    listed, _ = client.list_tasks(project_id, include="id,updated_at", filters=filters)
     task_ids = sorted(int(task["id"]) for task in listed)
     for tasks in client.export_tasks(project_id, task_ids):
         with catalog.session() as session:

@@ -145,3 +145,39 @@ def annotate(client, task_id: int, regions: list[dict], *, lead_time: float = 12
     return client.request("POST", f"/api/tasks/{task_id}/annotations/", json={
         "result": regions, "lead_time": lead_time, "was_cancelled": was_cancelled, "ground_truth": ground_truth,
     }).json()
+
+
+def make_config(server: TestServer, *, project: str | None = None, chunk_size: int = 500, reconcile_every: int = 4,
+                class_names=None, token: str | None = None):
+    """A sync configuration for a fresh project on the test server."""
+    from curation.labelstudio import LabelStudioConfig
+    from curation.synth import CLASSES
+
+    project = project or unique_title("test")
+    return LabelStudioConfig(
+        url=server.url, token=token or server.token, project=project, relabel_project=f"{project} relabel",
+        image_root=server.document_root, image_base_url=None, chunk_size=chunk_size, reconcile_every=reconcile_every,
+        class_names=tuple(class_names or CLASSES),
+    )
+
+
+def server_tasks(client, project_id: int) -> list[dict]:
+    """Every task of a project with its data (one listing)."""
+    tasks, _ = client.list_tasks(project_id, include="id,data")
+    return tasks
+
+
+def personal_access_token(server: TestServer) -> str:
+    """The admin's personal access token (a JWT refresh token), created once per server and kept
+    next to its credentials: Label Studio shows a new token only once and allows one at a time."""
+    import json
+
+    path = server.server.root / "personal_access_token.json"
+    if path.exists():
+        return json.loads(path.read_text())["token"]
+    with server.client() as client:
+        token = client.request("POST", "/api/token/", retry=False, what="create personal access token").json()["token"]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"token": token}, fh)
+    return token
