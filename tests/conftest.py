@@ -94,3 +94,13 @@ def fiftyone_env() -> dict[str, str]:
     from tests.support.mongo import start_fiftyone_database
 
     return start_fiftyone_database()
+
+
+@pytest.fixture(scope="session")
+def labelstudio_server():
+    """The real Label Studio server: the one `make test` launched early (reused), else our own."""
+    from tests.support.labelstudio import session_server
+
+    server = session_server()
+    yield server
+    server.stop()
