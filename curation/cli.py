@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "curation.commands.labelstudio",
     "curation.commands.review",
     "curation.commands.scoring",
+    "curation.commands.selection",
     "curation.commands.refresh",
 )
 
