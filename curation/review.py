@@ -32,7 +32,7 @@ per-class report) and ``eval_agnostic`` (class-agnostic matching), which tells a
 (a box of another class is there) from a plain miss or a plain false positive.
 
 Coordinates: the catalog stores absolute-pixel ``xywh_px`` boxes; FiftyOne wants ``[x, y, w, h]``
-relative to the image size in 0..1 (``boxes_to_fo_detections``).
+relative to the image size in 0..1; :mod:`exporters.fiftyone` converts.
 """
 
 from __future__ import annotations
@@ -190,16 +190,30 @@ def _resolve_model_version(session, name: str | None) -> ModelVersion | None:
     )
 
 
-def _ground_truth_from_version(catalog: Catalog, session, name: str) -> dict[int, list[dict]]:
+def _ground_truth_from_version(session, name: str) -> dict[int, list[dict]]:
+    """frame id -> catalog boxes of an exported dataset version (read from its COCO, else YOLO, else VOC files)."""
+    from pathlib import Path
+
+    from exporters import EXPORTERS
+    from exporters.versions import iter_frames, read_manifest
+
     version = session.scalar(select(DatasetVersion).where(DatasetVersion.name == name))
     if version is None:
         known = sorted(session.scalars(select(DatasetVersion.name)).all())
         raise InputError(f"dataset version {name!r} is not in the catalog; known: {', '.join(known) or '(none; run beltcurate export)'}")
-    try:
-        from exporters.versions import version_ground_truth
-    except ImportError as exc:  # the exporters package provides the reader of a version's manifest
-        raise CurationError(f"cannot read dataset version {name!r}: {exc}") from exc
-    return version_ground_truth(catalog, version)
+    version_dir = Path(version.path)
+    manifest = read_manifest(version_dir)
+    fmt_name = next((fmt for fmt in ("coco", "yolo", "voc") if fmt in manifest.get("formats", [])), None)
+    if fmt_name is None:
+        raise InputError(f"dataset version {name!r} ({version_dir}) has no coco/yolo/voc labels to read")
+    frame_of_file = {Path(row["file"]).name: int(row["frame_id"]) for row in iter_frames(version_dir)}
+    ground_truth: dict[int, list[dict]] = {}
+    for image in EXPORTERS.get(fmt_name).read_dataset(version_dir):
+        frame_id = frame_of_file.get(Path(image.file_name).name)
+        if frame_id is None:
+            raise InputError(f"dataset version {name!r}: image {image.file_name!r} is not listed in frames.jsonl; the version is damaged")
+        ground_truth[frame_id] = [box.to_catalog() for box in image.boxes]
+    return ground_truth
 
 
 def collect_records(
@@ -219,7 +233,7 @@ def collect_records(
     with catalog.session() as session:
         model = _resolve_model_version(session, model_version)
         if dataset_version:
-            gt_by_frame = _ground_truth_from_version(catalog, session, dataset_version)
+            gt_by_frame = _ground_truth_from_version(session, dataset_version)
         else:
             rows = session.execute(
                 select(Annotation.frame_id, Annotation.boxes).where(Annotation.is_current.is_(True), Annotation.status == "accepted")
@@ -358,22 +372,12 @@ def _route_fiftyone_logs_to_stderr() -> None:
                 handler.setStream(sys.stderr)
 
 
-def boxes_to_fo_detections(fo, boxes: list[dict], width: int, height: int):
-    """Catalog boxes (``xywh_px``, absolute pixels) -> ``fo.Detections`` (relative ``[x, y, w, h]`` in 0..1)."""
-    if width <= 0 or height <= 0:
-        raise InputError(f"frame size {width}x{height} is not positive; re-ingest the frame")
-    detections = []
-    for box in boxes:
-        x, y, w, h = (float(v) for v in box["xywh_px"])
-        score = box.get("score")
-        detections.append(
-            fo.Detection(
-                label=str(box["label"]),
-                bounding_box=[x / width, y / height, w / width, h / height],
-                confidence=None if score is None else float(score),
-            )
-        )
-    return fo.Detections(detections=detections)
+def _detections(boxes: list[dict], width: int, height: int):
+    """Catalog boxes (absolute-pixel ``xywh_px``) -> ``fo.Detections`` (relative ``[x, y, w, h]``)."""
+    from exporters.fiftyone import boxes_to_fo_detections
+    from exporters.types import Box
+
+    return boxes_to_fo_detections([Box.from_catalog(box) for box in boxes], width, height)
 
 
 def _sample_fields(fo, record: FrameRecord) -> dict[str, Any]:
@@ -385,8 +389,8 @@ def _sample_fields(fo, record: FrameRecord) -> dict[str, Any]:
         "sequence": record.sequence,
         "captured_at": record.captured_at,
         "labeled": record.labeled,
-        "ground_truth": boxes_to_fo_detections(fo, record.gt_boxes, record.width, record.height) if record.labeled else None,
-        "predictions": boxes_to_fo_detections(fo, record.pred_boxes, record.width, record.height)
+        "ground_truth": _detections(record.gt_boxes, record.width, record.height) if record.labeled else None,
+        "predictions": _detections(record.pred_boxes, record.width, record.height)
         if record.pred_boxes is not None
         else None,
         "model_version": record.model_version,
@@ -654,15 +658,20 @@ def view_frame_ids(settings, view_name: str) -> list[int]:
     return [int(frame_id) for frame_id in dataset.load_saved_view(view_name).values("frame_id")]
 
 
-def send_view_to_labelstudio(catalog: Catalog, settings, view_name: str) -> dict:
-    """Push the frames of a saved view to Label Studio for correction (purpose 'relabel')."""
-    frame_ids = view_frame_ids(settings, view_name)
-    if not frame_ids:
-        return {"view": view_name, "frames": 0, "pushed": None}
-    from curation.labelstudio import push_frames
+def send_view_to_labelstudio(catalog: Catalog, settings, view_name: str, *, labelstudio_config=None) -> dict:
+    """Push the frames of a saved view to Label Studio's relabel project, pre-annotated with
+    their current labels (``curation.labelstudio.push_relabel``; idempotent per frame).
 
-    result = push_frames(catalog, settings, frame_ids, purpose="relabel", reason=f"review view {view_name}")
-    return {"view": view_name, "frames": len(frame_ids), "pushed": result.as_dict() if hasattr(result, "as_dict") else result}
+    ``labelstudio_config``: a :class:`curation.labelstudio.LabelStudioConfig`; default: from ``settings``.
+    """
+    frame_ids = view_frame_ids(settings, view_name)
+    result = {"view": view_name, "frames": len(frame_ids), "push": None}
+    if frame_ids:
+        from curation.labelstudio import push_relabel
+
+        summary = push_relabel(catalog, labelstudio_config or settings, frame_ids, reason=f"FiftyOne review view '{view_name}'")
+        result["push"] = summary.as_dict()
+    return result
 
 
 def error_table(dataset) -> "Any":
