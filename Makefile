@@ -40,9 +40,13 @@ system-deps:
 demo: install labelstudio-venv
 	$(VENV)/bin/python scripts/demo.py
 
+# Label Studio boots in the background (its migrations take a minute the first time) while
+# pytest starts; the labelstudio_server fixture waits for this server and reuses it.
 test: system-deps install
 	$(MAKE) labelstudio-venv
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	scripts/labelstudio.sh start test-output/labelstudio-server --document-root $(CURDIR)/test-output --background
+	status=0; $(VENV)/bin/python -m pytest $(PYTEST_ARGS) || status=$$?; \
+	scripts/labelstudio.sh stop test-output/labelstudio-server; exit $$status
 
 docs: install
 	$(VENV)/bin/python -m curation.clidoc --write README.md
