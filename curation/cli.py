@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "curation.commands.review",
     "curation.commands.scoring",
     "curation.commands.selection",
+    "curation.commands.simulate",
     "curation.commands.refresh",
 )
 

@@ -1,0 +1,146 @@
+"""Bookkeeping of the simulation loop, with a backend of fixed arrays (no training)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from active_learning.simulate import SimConfig, initial_rows, prepare_data, run_simulation
+from curation.errors import InputError, UnknownNameError
+from tests.support.simulate_backend import ArrayBackend
+
+STRATEGIES = ["random", "uncertainty", "coreset", "hybrid"]
+
+
+@pytest.fixture(scope="module")
+def sim(synth_small, tmp_path_factory):
+    data = prepare_data(synth_small, test_frames=30)
+    config = SimConfig(strategies=STRATEGIES, rounds=3, budget=6, seeds=[0, 1], initial=10, finetune_iters=7,
+                       initial_iters=11)
+    backend = ArrayBackend(data)
+    work = tmp_path_factory.mktemp("sim")
+    updates = []
+    results = run_simulation(data, config, work, backend=backend, on_update=lambda r: updates.append(len(r["rounds"])))
+    return data, config, backend, work, results, updates
+
+
+def _labeled_rows(results, seed, strategy, upto):
+    initial = next(r for r in results["rounds"] if r["seed"] == seed and r["strategy"] == strategy and r["round"] == 0)
+    rows = list(initial["initial_pool_rows"])
+    for sel in results["selections"]:
+        if sel["seed"] == seed and sel["strategy"] == strategy and sel["round"] <= upto:
+            rows += sel["pool_rows"]
+    return rows
+
+
+def test_every_strategy_starts_from_the_same_initial_set(sim):
+    data, config, _, _, results, _ = sim
+    for seed in config.seeds:
+        sets = {tuple(r["initial_pool_rows"]) for r in results["rounds"] if r["seed"] == seed and r["round"] == 0}
+        assert len(sets) == 1
+        assert list(sets.pop()) == initial_rows(len(data.pool_ids), config.initial, seed).tolist()
+    seed_sets = {tuple(r["initial_pool_rows"]) for r in results["rounds"] if r["round"] == 0}
+    assert len(seed_sets) == len(config.seeds)  # different seeds draw different initial sets
+
+
+def test_each_round_reveals_exactly_the_budget_and_never_a_labeled_frame(sim):
+    _, config, _, _, results, _ = sim
+    for seed in config.seeds:
+        for strategy in STRATEGIES:
+            for rnd in range(1, config.rounds + 1):
+                before = set(_labeled_rows(results, seed, strategy, rnd - 1))
+                sel = next(s for s in results["selections"]
+                           if s["seed"] == seed and s["strategy"] == strategy and s["round"] == rnd)
+                assert len(sel["pool_rows"]) == config.budget == len(set(sel["pool_rows"]))
+                assert not before & set(sel["pool_rows"])
+                rec = next(r for r in results["rounds"]
+                           if r["seed"] == seed and r["strategy"] == strategy and r["round"] == rnd)
+                assert rec["labeled"] == config.initial + rnd * config.budget == len(before) + config.budget
+
+
+def test_selections_are_pool_frames_never_test_frames(sim):
+    data, _, _, _, results, _ = sim
+    test = set(data.test_ids.tolist())
+    for sel in results["selections"]:
+        assert not test & set(sel["image_ids"])
+        assert data.pool_ids[sel["pool_rows"]].tolist() == sel["image_ids"]
+
+
+def test_training_budget_and_warm_start_are_the_same_for_every_strategy(sim):
+    _, config, backend, work, _, _ = sim
+    trains = [c for c in backend.calls if c[0] == "train"]
+    scratch = [c for c in trains if c[2] is None]
+    assert len(scratch) == len(config.seeds)  # round 0 once per seed, shared by all strategies
+    assert all(c[3] == config.initial_iters for c in scratch)
+    finetunes = [c for c in trains if c[2] is not None]
+    assert len(finetunes) == len(config.seeds) * len(STRATEGIES) * config.rounds
+    assert {c[3] for c in finetunes} == {config.finetune_iters}
+    for seed in config.seeds:
+        for rnd in range(1, config.rounds + 1):
+            seeds = {c[4] for c in finetunes if f"seed{seed}/" in c[1] and c[1].endswith(f"round{rnd}.pt")}
+            assert len(seeds) == 1  # same training seed in a round: only the data differs
+    # each fine-tune starts from the same strategy's previous model
+    for c in finetunes:
+        if c[1].endswith("round1.pt"):
+            assert c[2].endswith("round0.pt")
+        else:
+            strategy_dir = c[1].rsplit("/", 1)[0]
+            assert c[2].startswith(strategy_dir)
+
+
+def test_the_trained_set_is_exactly_the_labeled_set(sim):
+    data, config, backend, work, results, _ = sim
+    for seed in config.seeds:
+        for strategy in STRATEGIES:
+            trained = backend.trained[str(work / f"seed{seed}" / strategy / f"round{config.rounds}.pt")]
+            rows = _labeled_rows(results, seed, strategy, config.rounds)
+            assert sorted(trained) == sorted(data.pool_ids[rows].tolist())
+
+
+def test_results_are_written_after_every_round(sim):
+    _, config, _, work, results, updates = sim
+    per_seed = 1 + len(STRATEGIES) * config.rounds  # round 0 + each strategy-round
+    assert len(updates) == len(config.seeds) * per_seed + 1
+    on_disk = json.loads((work / "results.json").read_text())
+    assert on_disk["complete"] is True
+    assert len(on_disk["rounds"]) == len(results["rounds"]) == len(config.seeds) * len(STRATEGIES) * (config.rounds + 1)
+    assert set(on_disk["summary"]["strategies"]) == set(STRATEGIES)
+
+
+def test_random_needs_no_scoring_pass(sim):
+    _, config, backend, _, results, _ = sim
+    # one pool scoring per seed at round 0, then one per model-based strategy per round but the last
+    expected = len(config.seeds) * (1 + (len(STRATEGIES) - 1) * (config.rounds - 1))
+    assert len(results["timings"]["score_s"]) == expected
+
+
+def test_config_errors_name_the_fix(synth_small):
+    data = prepare_data(synth_small, test_frames=30)
+    with pytest.raises(InputError, match="--initial 80"):
+        SimConfig(strategies=["random"], initial=80, rounds=3, budget=10).validate(data)
+    with pytest.raises(UnknownNameError, match="hybrid"):
+        SimConfig(strategies=["random", "best"]).validate()
+
+
+def test_test_split_holds_whole_sequences(synth_small):
+    data = prepare_data(synth_small, test_frames=30)
+    pool_groups = {data.groups[int(i)] for i in data.pool_ids}
+    test_groups = {data.groups[int(i)] for i in data.test_ids}
+    assert not pool_groups & test_groups
+    assert 15 <= len(data.test_ids) <= 50
+    assert len(data.pool_ids) + len(data.test_ids) == len(data.coco["images"])
+    again = prepare_data(synth_small, test_frames=30)
+    assert np.array_equal(again.test_ids, data.test_ids)  # fixed: independent of the simulation seeds
+
+
+def test_pool_cap_takes_whole_sequences(synth_small):
+    data = prepare_data(synth_small, test_frames=30, pool_frames=40)
+    assert 40 <= len(data.pool_ids) < 60
+    members = {}
+    for image_id, group in data.groups.items():
+        members.setdefault(group, set()).add(image_id)
+    pool = set(data.pool_ids.tolist())
+    for image_id in pool:
+        assert members[data.groups[image_id]] <= pool
