@@ -503,13 +503,19 @@ def initial_rows(n_pool: int, initial: int, seed: int) -> np.ndarray:
 
 def run_simulation(data: SimData, config: SimConfig, work_dir: str | os.PathLike, *,
                    step_lock: StepLock = _no_lock, log: Callable[[str], None] = lambda m: None,
-                   on_update: Callable[[dict], None] | None = None, backend=None) -> dict:
+                   on_update: Callable[[dict], None] | None = None, backend=None,
+                   lock_per: str = "round") -> dict:
     """Run every seed x strategy x round; returns the results dict (also written to
     ``work_dir/results.json`` after every round, so an interrupted run keeps what finished).
 
-    ``step_lock()`` wraps each heavy step (train, evaluate, score) -- e.g. a file lock shared with
-    other CPU-heavy jobs on the machine. ``backend``: default ``ReferenceBackend``.
+    ``step_lock()`` guards the heavy work -- e.g. a file lock shared with other CPU-heavy jobs on
+    the machine -- held per round (``lock_per="round"``: round 0 of a seed, or one round of every
+    strategy, a few minutes) or per train/evaluate/score step (``"step"``). ``backend``: default
+    ``ReferenceBackend``.
     """
+    if lock_per not in ("round", "step"):
+        raise InputError(f"lock_per must be 'round' or 'step', got {lock_per!r}")
+    round_lock, step_lock = (step_lock, _no_lock) if lock_per == "round" else (_no_lock, step_lock)
     config.validate(data)
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -560,9 +566,10 @@ def run_simulation(data: SimData, config: SimConfig, work_dir: str | os.PathLike
         ckpt0 = seed_dir / "round0.pt"
         train_json = write_coco_subset(data, data.pool_ids[labeled0], seed_dir / "round0.json")
         log(f"seed {seed}: round 0, training from scratch on {config.initial} frames ({config.initial_iters} iterations)")
-        train_s = timed("train_s", backend.train, train_json, ckpt0, init=None, iters=config.initial_iters, seed=seed)
-        ev0 = timed("eval_s", backend.evaluate, ckpt0)
-        scores0 = timed("score_s", backend.score, ckpt0) if any(_needs_model(s) for s in config.strategies) else None
+        with round_lock():
+            train_s = timed("train_s", backend.train, train_json, ckpt0, init=None, iters=config.initial_iters, seed=seed)
+            ev0 = timed("eval_s", backend.evaluate, ckpt0)
+            scores0 = timed("score_s", backend.score, ckpt0) if any(_needs_model(s) for s in config.strategies) else None
         for strategy in config.strategies:
             record(seed, strategy, 0, config.initial, ev0, {"train_s": train_s, "initial_pool_rows": np.flatnonzero(labeled0).tolist()})
         log(f"seed {seed}: round 0 mAP@0.5 {ev0['map50']:.3f} mAP {ev0['map']:.3f} {rare} AP50 {rare_ap(ev0):.3f}")
@@ -570,32 +577,33 @@ def run_simulation(data: SimData, config: SimConfig, work_dir: str | os.PathLike
         state = {s: {"labeled": labeled0.copy(), "ckpt": ckpt0, "scores": scores0 if _needs_model(s) else None}
                  for s in config.strategies}
         for rnd in range(1, config.rounds + 1):
-            for strategy in config.strategies:
-                st = state[strategy]
-                rows = select_rows(strategy, st["scores"], st["labeled"], config.budget, seed=seed * 1000 + rnd,
-                                   meta=meta, classes=data.classes, uncertainty_name=config.uncertainty,
-                                   params=config.strategy_params.get(strategy))
-                st["labeled"][rows] = True  # the oracle reveals their labels
-                results["selections"].append({"seed": seed, "strategy": strategy, "round": rnd,
-                                              "pool_rows": rows.tolist(), "image_ids": data.pool_ids[rows].tolist()})
-                sdir = seed_dir / strategy
-                train_json = write_coco_subset(data, data.pool_ids[st["labeled"]], sdir / f"round{rnd}.json")
-                ckpt = sdir / f"round{rnd}.pt"
-                # Same seed and iteration budget for every strategy in this round: only the data differs.
-                train_s = timed("finetune_s", backend.train, train_json, ckpt, init=st["ckpt"],
-                                iters=config.finetune_iters, seed=seed * 1000 + rnd)
-                ev = timed("eval_s", backend.evaluate, ckpt)
-                labeled_n = int(st["labeled"].sum())
-                record(seed, strategy, rnd, labeled_n, ev,
-                       {"train_s": train_s, "new_rare_objects": _count_class(data, data.pool_ids[rows], rare)})
-                if st["ckpt"] != ckpt0:
-                    Path(st["ckpt"]).unlink(missing_ok=True)  # keep disk use flat; the last one stays
-                st["ckpt"] = ckpt
-                if _needs_model(strategy) and rnd < config.rounds:
-                    st["scores"] = timed("score_s", backend.score, ckpt)
-                log(f"seed {seed} round {rnd} {strategy:<12} labeled {labeled_n:>5}  mAP@0.5 {ev['map50']:.3f}  "
-                    f"mAP {ev['map']:.3f}  {rare} AP50 {rare_ap(ev):.3f}")
-                flush()
+            with round_lock():
+                for strategy in config.strategies:
+                    st = state[strategy]
+                    rows = select_rows(strategy, st["scores"], st["labeled"], config.budget, seed=seed * 1000 + rnd,
+                                       meta=meta, classes=data.classes, uncertainty_name=config.uncertainty,
+                                       params=config.strategy_params.get(strategy))
+                    st["labeled"][rows] = True  # the oracle reveals their labels
+                    results["selections"].append({"seed": seed, "strategy": strategy, "round": rnd,
+                                                  "pool_rows": rows.tolist(), "image_ids": data.pool_ids[rows].tolist()})
+                    sdir = seed_dir / strategy
+                    train_json = write_coco_subset(data, data.pool_ids[st["labeled"]], sdir / f"round{rnd}.json")
+                    ckpt = sdir / f"round{rnd}.pt"
+                    # Same seed and iteration budget for every strategy in this round: only the data differs.
+                    train_s = timed("finetune_s", backend.train, train_json, ckpt, init=st["ckpt"],
+                                    iters=config.finetune_iters, seed=seed * 1000 + rnd)
+                    ev = timed("eval_s", backend.evaluate, ckpt)
+                    labeled_n = int(st["labeled"].sum())
+                    record(seed, strategy, rnd, labeled_n, ev,
+                           {"train_s": train_s, "new_rare_objects": _count_class(data, data.pool_ids[rows], rare)})
+                    if st["ckpt"] != ckpt0:
+                        Path(st["ckpt"]).unlink(missing_ok=True)  # keep disk use flat; the last one stays
+                    st["ckpt"] = ckpt
+                    if _needs_model(strategy) and rnd < config.rounds:
+                        st["scores"] = timed("score_s", backend.score, ckpt)
+                    log(f"seed {seed} round {rnd} {strategy:<12} labeled {labeled_n:>5}  mAP@0.5 {ev['map50']:.3f}  "
+                        f"mAP {ev['map']:.3f}  {rare} AP50 {rare_ap(ev):.3f}")
+                    flush()
     results["complete"] = True
     flush()
     return results
