@@ -96,3 +96,40 @@ def test_view_urls_use_the_dataset_and_slug(settings_env):
     urls = view_urls(settings_env, port=5199)
     assert urls["false-positives"] == "http://127.0.0.1:5199/datasets/beltcurate?view=false-positives"
     assert urls["dataset"] == "http://127.0.0.1:5199/datasets/beltcurate"
+
+
+def test_match_any_boxes_tells_confusions_from_misses_and_false_positives():
+    from curation.review import match_any_boxes
+
+    gt = [{"xywh_px": [0, 0, 10, 10], "label": "battery"}, {"xywh_px": [50, 50, 10, 10], "label": "paper"}]
+    preds = [
+        {"xywh_px": [0, 0, 10, 10], "label": "aluminum_can", "score": 0.9},  # confusion with battery
+        {"xywh_px": [1, 0, 10, 10], "label": "battery", "score": 0.5},  # duplicate: battery is taken
+        {"xywh_px": [80, 80, 10, 10], "label": "film", "score": 0.7},  # nothing there
+    ]
+    pred_info, gt_info = match_any_boxes(gt, preds)
+    assert [p["match"] for p in pred_info] == ["confusion", "fp", "fp"]
+    assert pred_info[0]["label"] == "battery" and pred_info[0]["iou"] == 1.0
+    assert [g["match"] for g in gt_info] == ["confusion", "fn"]
+    assert gt_info[0]["label"] == "aluminum_can"
+
+
+def test_match_any_boxes_most_confident_prediction_wins():
+    from curation.review import match_any_boxes
+
+    gt = [{"xywh_px": [0, 0, 10, 10], "label": "glass"}]
+    preds = [{"xywh_px": [0, 0, 10, 9], "label": "film", "score": 0.3},
+             {"xywh_px": [0, 0, 10, 8], "label": "glass", "score": 0.8}]
+    pred_info, gt_info = match_any_boxes(gt, preds)
+    assert [p["match"] for p in pred_info] == ["fp", "tp"]
+    assert gt_info[0] == {"match": "tp", "iou": 0.8, "label": "glass"}
+
+
+def test_match_any_boxes_needs_iou_threshold():
+    from curation.review import match_any_boxes
+
+    gt = [{"xywh_px": [0, 0, 10, 10], "label": "glass"}]
+    just_under = [{"xywh_px": [0, 0, 10, 4.9], "label": "glass", "score": 0.9}]  # IoU 0.49
+    at = [{"xywh_px": [0, 0, 10, 5], "label": "glass", "score": 0.9}]  # IoU 0.5
+    assert match_any_boxes(gt, just_under)[0][0]["match"] == "fp"
+    assert match_any_boxes(gt, at)[0][0]["match"] == "tp"

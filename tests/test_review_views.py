@@ -54,3 +54,46 @@ def test_evaluation_and_similarity(sqlite_catalog, review_settings, review_case)
     query = dataset.match({"frame_id": review_case.frame_ids["u_low"]}).first().id
     nearest = index.sort_by_similarity(query, k=2)
     assert [review_case.name_of(f) for f in nearest.values("frame_id")] == ["u_low", "u_high"]
+
+
+def test_class_agnostic_matching_agrees_with_fiftyone(review_settings):
+    """match_any_boxes (computed when samples are written) == FiftyOne's classwise=False evaluation."""
+    import numpy as np
+
+    from curation.fomongo import ensure_fiftyone_database
+    from curation.review import _detections, match_any_boxes
+
+    ensure_fiftyone_database(review_settings)
+    import fiftyone as fo
+
+    rng = np.random.default_rng(3)
+    labels = ["paper", "glass", "film"]
+    dataset = fo.Dataset()
+    frames = []
+    for _ in range(25):
+        gt = [{"xywh_px": [float(v) for v in (*rng.uniform(0, 60, 2), *rng.uniform(5, 40, 2))], "label": str(rng.choice(labels))}
+              for _ in range(rng.integers(0, 6))]
+        preds = []
+        for box in gt + gt:  # jittered copies (duplicates included) plus clutter
+            if rng.random() < 0.6:
+                x, y, w, h = box["xywh_px"]
+                preds.append({"xywh_px": [x + rng.normal(0, 3), y + rng.normal(0, 3), w, h],
+                              "label": str(rng.choice(labels)), "score": float(rng.random())})
+        preds += [{"xywh_px": [float(v) for v in (*rng.uniform(0, 60, 2), *rng.uniform(5, 40, 2))],
+                   "label": str(rng.choice(labels)), "score": float(rng.random())} for _ in range(rng.integers(0, 3))]
+        frames.append((gt, preds))
+        dataset.add_sample(fo.Sample(filepath=f"/nowhere/{len(frames)}.jpg", ground_truth=_detections(gt, 100, 100),
+                                     predictions=_detections(preds, 100, 100)))
+    dataset.evaluate_detections("predictions", gt_field="ground_truth", eval_key="agn", classwise=False, progress=False)
+    n_confusions = 0
+    for sample, (gt, preds) in zip(dataset.iter_samples(), frames):
+        pred_info, gt_info = match_any_boxes(gt, preds)
+        for det, info in zip(sample.predictions.detections, pred_info):
+            fo_outcome = "fp" if det["agn"] == "fp" and not det["agn_id"] else ("tp" if det["agn"] == "tp" else "confusion")
+            assert info["match"] == fo_outcome
+            n_confusions += info["match"] == "confusion"
+        for det, info in zip(sample.ground_truth.detections, gt_info):
+            fo_outcome = "fn" if not det["agn_id"] else ("tp" if det["agn"] == "tp" else "confusion")
+            assert info["match"] == fo_outcome
+    assert n_confusions > 0  # the random case exercises confusions
+    dataset.delete()

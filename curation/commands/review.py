@@ -17,7 +17,8 @@ def _text(data: dict) -> str:
     ]
     if data["mAP"] is not None:
         lines.append(f"mAP@[.5:.95] {data['mAP']:.3f} on {data['evaluated']} frames")
-        for label, row in sorted(data["per_class"].items()):
+        # Classes first, then the micro/macro/weighted averages of the report.
+        for label, row in sorted(data["per_class"].items(), key=lambda item: (item[0].endswith(" avg"), item[0])):
             lines.append(f"  {label:<16} precision {row['precision']:.2f}  recall {row['recall']:.2f}  support {int(row['support'])}")
     lines.append(f"similarity index: {data['similarity_frames']} frames; near-duplicates: {data['near_duplicate_frames']} frames")
     lines.append("saved views:")
