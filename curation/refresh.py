@@ -90,18 +90,21 @@ def stage_score(ctx: RefreshContext) -> dict:
 
 
 def _labelstudio_configured(ctx: RefreshContext) -> str | None:
-    if not ctx.settings["labelstudio.token"]:
-        return "labelstudio.token is not set (BELTCURATE_LABELSTUDIO_TOKEN)"
+    from curation.labelstudio import as_config
+
+    if not as_config(ctx.settings).token:
+        return "no Label Studio token (set BELTCURATE_LABELSTUDIO_TOKEN or run 'beltcurate labelstudio start')"
     return None
 
 
 def stage_pull(ctx: RefreshContext) -> dict:
     if reason := _labelstudio_configured(ctx):
         return {"skipped": reason}
-    from curation.labelstudio import pull
+    from curation.labelstudio import pull_annotations
 
-    summary = pull(ctx.catalog, ctx.settings)
-    return _plain(summary)
+    data = _plain(pull_annotations(ctx.catalog, ctx.settings))
+    data.pop("problems", None)  # kept in the annotation rows; the run record stays small
+    return data
 
 
 def stage_select(ctx: RefreshContext) -> dict:
@@ -109,7 +112,11 @@ def stage_select(ctx: RefreshContext) -> dict:
     if pending:
         with ctx.catalog.session() as session:
             row = session.get(Selection, pending["selection_id"])
-            if row is not None:
+            made_by = session.get(Run, pending["run_id"])
+            # Only a refresh that died before its push leaves work to resume; a finished run whose
+            # push was skipped (no Label Studio) should not pin next week to last week's pick.
+            interrupted = made_by is not None and made_by.status in ("running", "failed")
+            if row is not None and interrupted:
                 return {"selection_id": row.id, "name": row.name, "reused": True, "selected": len(row.items)}
     from curation.selecting import select_from_catalog
 
@@ -130,6 +137,7 @@ def stage_push(ctx: RefreshContext) -> dict:
     from curation.labelstudio import push_selection
 
     summary = _plain(push_selection(ctx.catalog, ctx.settings, selection_id=selected["selection_id"]))
+    summary.pop("problems", None)
     ctx.catalog.set_state(PENDING_SELECTION_KEY, None)
     return summary
 
@@ -198,6 +206,16 @@ def _persist_stages(ctx: RefreshContext) -> None:
         row.stages = dict(ctx.run.stages)
 
 
+def _close_interrupted_runs(catalog: Catalog, current_run_id: int) -> None:
+    """Refresh runs still 'running' while we hold the lock died (killed, power loss): say so."""
+    with catalog.session() as session:
+        for row in session.scalars(select(Run).where(Run.command == "refresh", Run.status == "running", Run.id != current_run_id)):
+            row.status = "failed"
+            row.error = "interrupted: the process ended without finishing (killed or crashed); resumed by run %d" % current_run_id
+            row.finished_at = utcnow()
+            log.warning("refresh run %s was interrupted; this run finishes its work", row.id)
+
+
 def refresh(catalog: Catalog, settings, *, dry_run: bool = False, stages: tuple[str, ...] = STAGES,
             on_stage: Callable[[str, dict], None] | None = None) -> RefreshSummary:
     """Run the loop once under the refresh lock; raises StageError naming the failed stage."""
@@ -206,6 +224,7 @@ def refresh(catalog: Catalog, settings, *, dry_run: bool = False, stages: tuple[
     with recorded_run(catalog, "refresh", args) as run:
         run.stages = {}
         with locks.held(catalog, LOCK_NAME, run_id=run.id):
+            _close_interrupted_runs(catalog, run.id)
             ctx = RefreshContext(catalog, settings, run, dry_run=dry_run)
             for name in stages:
                 if dry_run and name in ("push", "pull"):

@@ -31,6 +31,9 @@ from curation.errors import InputError
 # Histograms of uncertainty use this many bins; more bins show more shape but get noisy at the
 # few hundred frames a small site scores per week.
 UNCERTAINTY_BINS = 30
+# Predicted boxes below this confidence are left out of the class mix (detectors keep many
+# low-score boxes for uncertainty; counting them would show the detector's noise, not the belt).
+REPORT_MIN_SCORE = 0.5
 
 
 @dataclass
@@ -117,7 +120,8 @@ def build_report(catalog: Catalog, run_id: int, out_dir: Path) -> ReportFiles:
         counts: dict[str, int] = {}
         for boxes in box_lists:
             for box in boxes or []:
-                counts[box["label"]] = counts.get(box["label"], 0) + 1
+                if box.get("score", 1.0) >= REPORT_MIN_SCORE:
+                    counts[box["label"]] = counts.get(box["label"], 0) + 1
         return counts
 
     mix = pd.DataFrame({
@@ -152,7 +156,11 @@ def build_report(catalog: Catalog, run_id: int, out_dir: Path) -> ReportFiles:
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
         per_day.plot(ax=axes[0], marker="o")
         axes[0].set_title("Frames labeled per day")
-        labels.lead_time_s.dropna().plot.hist(ax=axes[1], bins=20)
+        lead_times = pd.to_numeric(labels.lead_time_s, errors="coerce").dropna()
+        if len(lead_times):
+            lead_times.plot.hist(ax=axes[1], bins=20)
+        else:
+            axes[1].text(0.5, 0.5, "no lead times recorded", ha="center", va="center", transform=axes[1].transAxes)
         axes[1].set_title("Lead time per frame (s)")
         plots.append(_save(fig, out_dir / "labeling.png"))
         facts["labeled_total"] = int(len(labels))
