@@ -61,6 +61,8 @@ from curation.errors import CurationError, InputError, ServiceError
 EVAL_KEY = "eval"
 MATCH_ANY = "match_any"  # detection attribute of the class-agnostic matching
 SIMILARITY_BRAIN_KEY = "similarity"
+# Ids per IN (...) query: SQLite allows 32766 bound parameters; PostgreSQL is fine either way.
+SQL_CHUNK = 5000
 # IoU a prediction needs to match a ground-truth box (COCO's single-threshold convention).
 MATCH_IOU = 0.5
 APP_START_TIMEOUT_S = 60.0
@@ -303,18 +305,31 @@ def collect_records(
 
         predictions: dict[int, Prediction] = {}
         if model is not None:
-            labeled_or_selected = set(gt_by_frame) | set(selection_items)
-            in_scope = select(Prediction).where(Prediction.model_version_id == model.id)
-            for prediction in session.scalars(in_scope.where(Prediction.frame_id.in_(labeled_or_selected))) if labeled_or_selected else []:
-                predictions[prediction.frame_id] = prediction
-            if max_unlabeled > 0:
-                unlabeled = (
-                    in_scope.where(Prediction.frame_id.not_in(labeled_or_selected) if labeled_or_selected else True)
-                    .order_by(Prediction.uncertainty.desc(), Prediction.frame_id)
-                    .limit(max_unlabeled)
-                )
-                for prediction in session.scalars(unlabeled):
+            in_scope = sorted(set(gt_by_frame) | set(selection_items))
+            for start in range(0, len(in_scope), SQL_CHUNK):
+                chunk = in_scope[start : start + SQL_CHUNK]
+                for prediction in session.scalars(
+                    select(Prediction).where(Prediction.model_version_id == model.id, Prediction.frame_id.in_(chunk))
+                ):
                     predictions[prediction.frame_id] = prediction
+            # The most uncertain unlabeled frames: stream by uncertainty and skip the ones in scope
+            # (no giant NOT IN list; stops after max_unlabeled).
+            excluded = set(in_scope)
+            taken = 0
+            ranked = (
+                select(Prediction)
+                .where(Prediction.model_version_id == model.id)
+                .order_by(Prediction.uncertainty.desc(), Prediction.frame_id)
+                .execution_options(yield_per=1000)
+            )
+            if max_unlabeled > 0:
+                for prediction in session.scalars(ranked):
+                    if prediction.frame_id in excluded:
+                        continue
+                    predictions[prediction.frame_id] = prediction
+                    taken += 1
+                    if taken >= max_unlabeled:
+                        break
 
         frame_ids = sorted(set(gt_by_frame) | set(selection_items) | set(predictions))
         frames = {frame.id: frame for frame in _frames_by_id(session, frame_ids)}
@@ -358,10 +373,9 @@ def collect_records(
     return scope, records
 
 
-def _frames_by_id(session, frame_ids: list[int], chunk: int = 900) -> Iterable[Frame]:
-    # SQLite caps bound parameters; query in chunks.
-    for start in range(0, len(frame_ids), chunk):
-        yield from session.scalars(select(Frame).where(Frame.id.in_(frame_ids[start : start + chunk])))
+def _frames_by_id(session, frame_ids: list[int]) -> Iterable[Frame]:
+    for start in range(0, len(frame_ids), SQL_CHUNK):
+        yield from session.scalars(select(Frame).where(Frame.id.in_(frame_ids[start : start + SQL_CHUNK])))
 
 
 EmbeddingsFn = Callable[[list[int]], tuple[np.ndarray, np.ndarray]]

@@ -60,9 +60,10 @@ def test_fingerprint_changes_with_content_only():
     assert record.fingerprint() != same.fingerprint()
 
 
-def test_collect_records_scope_and_fields(sqlite_catalog, tmp_path):
-    case = build_case(sqlite_catalog, tmp_path / "img")
-    scope, records = collect_records(sqlite_catalog, max_unlabeled=10)
+def test_collect_records_scope_and_fields(catalog, tmp_path):
+    """On SQLite and on a real PostgreSQL server."""
+    case = build_case(catalog, tmp_path / "img")
+    scope, records = collect_records(catalog, max_unlabeled=10)
     by_name = {case.name_of(record.frame_id): record for record in records}
     assert sorted(by_name) == sorted(IN_DATASET)
     assert scope.model_version == "m1" and scope.selection == "sel-new"
