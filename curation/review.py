@@ -464,6 +464,8 @@ def _sample_fields(fo, record: FrameRecord) -> dict[str, Any]:
     ground_truth, predictions = _label_fields(record)
     return {
         "frame_id": record.frame_id,
+        "filepath": record.filepath,
+        "metadata": fo.ImageMetadata(width=record.width, height=record.height),
         "site": record.site,
         "line": record.line,
         "camera": record.camera,
@@ -486,8 +488,9 @@ def _sample_fields(fo, record: FrameRecord) -> dict[str, Any]:
 
 
 def _new_sample(fo, record: FrameRecord):
-    sample = fo.Sample(filepath=record.filepath, metadata=fo.ImageMetadata(width=record.width, height=record.height))
-    for name, value in _sample_fields(fo, record).items():
+    fields = _sample_fields(fo, record)
+    sample = fo.Sample(filepath=fields.pop("filepath"))
+    for name, value in fields.items():
         sample[name] = value
     return sample
 

@@ -33,6 +33,8 @@ def test_incremental_update(sqlite_catalog, review_settings, review_case):
     with sqlite_catalog.session() as session:
         # u_high gets labeled: the box it predicted is right.
         session.add(Annotation(frame_id=u_high, source="test", source_id="new", boxes=[{"xywh_px": [20, 20, 20, 20], "label": "glass"}]))
+        # tp's image moved: same frame, new path.
+        session.get(Frame, review_case.frame_ids["tp"]).path = str(review_case.image_dir / "tp-moved.jpg")
         # gtonly's label is withdrawn: not labeled, not scored -> leaves the dataset.
         session.scalar(select(Annotation).where(Annotation.frame_id == gtonly)).status = "deleted"
         # a new frame gets scored.
@@ -46,8 +48,9 @@ def test_incremental_update(sqlite_catalog, review_settings, review_case):
         new_id = frame.id
 
     third = build()
-    assert (third.added, third.updated, third.removed) == (1, 1, 1)
-    assert third.unchanged == len(IN_DATASET) - 2
+    assert (third.added, third.updated, third.removed) == (1, 2, 1)
+    assert third.unchanged == len(IN_DATASET) - 3
+    assert dataset[ids_before[review_case.frame_ids["tp"]]].filepath.endswith("tp-moved.jpg")
     dataset.reload()
     ids_after = dict(zip(*dataset.values(["frame_id", "id"])))
     assert set(ids_after) == (set(ids_before) - {gtonly}) | {new_id}
