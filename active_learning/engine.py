@@ -65,20 +65,26 @@ class FrameResult:
 
 
 def catalog_boxes(det, classes: Sequence[str], config: ScoringConfig) -> list[dict]:
-    """Detections -> catalog box dicts (xywh px, class name, score, per-class probs in class order)."""
-    order = np.argsort(-det.scores, kind="stable")
+    """Detections -> catalog box dicts (xywh px, class name, score, per-class probs in class order).
+
+    Score-descending, at most ``config.max_stored_boxes``, none under ``config.store_min_score``.
+    """
+    order = np.argsort(-det.scores, kind="stable")[: config.max_stored_boxes]
+    keep = order[det.scores[order] >= config.store_min_score]
+    if keep.size == 0:
+        return []
+    xyxy = det.boxes_xyxy_px[keep].astype(np.float64)
+    xywh = np.column_stack([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]])
+    xywh_rows = np.round(xywh, BOX_DECIMALS).tolist()
+    scores = np.round(det.scores[keep].astype(np.float64), PROB_DECIMALS).tolist()
+    labels = [classes[int(label)] for label in det.labels[keep]]
+    with_probs = det.probs is not None and det.probs_kind is not None
+    probs = np.round(det.probs[keep, : len(classes)].astype(np.float64), PROB_DECIMALS).tolist() if with_probs else None
     out = []
-    n_classes = len(classes)
-    for i in order[: config.max_stored_boxes]:
-        score = float(det.scores[i])
-        if score < config.store_min_score:
-            break
-        x0, y0, x1, y1 = (float(v) for v in det.boxes_xyxy_px[i])
-        box = {"xywh_px": [round(x0, BOX_DECIMALS), round(y0, BOX_DECIMALS), round(x1 - x0, BOX_DECIMALS),
-                           round(y1 - y0, BOX_DECIMALS)],
-               "label": classes[int(det.labels[i])], "score": round(score, PROB_DECIMALS)}
-        if det.probs is not None and det.probs_kind is not None:
-            box["probs"] = [round(float(p), PROB_DECIMALS) for p in det.probs[i, :n_classes]]
+    for k in range(keep.size):
+        box = {"xywh_px": xywh_rows[k], "label": labels[k], "score": scores[k]}
+        if with_probs:
+            box["probs"] = probs[k]
         out.append(box)
     return out
 

@@ -26,7 +26,7 @@ they rank above frames the model reads confidently, but below frames with severa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -66,6 +66,21 @@ class ScoreInputs:
     class_weights: np.ndarray | None = None
     flipped: Sequence | None = None
     min_box_score: float = DEFAULT_MIN_BOX_SCORE
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    def kept_distributions(self) -> list[np.ndarray]:
+        """Per image: ``(n_kept, C+1)`` distributions of the boxes scoring ``>= min_box_score`` (computed once)."""
+        if "q" not in self._cache:
+            self._cache["q"] = [box_distributions(det, self.n_classes)[_kept(det, self.min_box_score)]
+                                for det in self.predictions]
+        return self._cache["q"]
+
+    def box_measure(self, measure: str) -> list[np.ndarray]:
+        """Per image: ``(n_kept,)`` values of one per-box measure (computed once per measure)."""
+        key = ("measure", measure)
+        if key not in self._cache:
+            self._cache[key] = [BOX_MEASURES[measure](q) for q in self.kept_distributions()]
+        return self._cache[key]
 
 
 ScoreFn = Callable[[ScoreInputs], np.ndarray]
@@ -150,13 +165,10 @@ def _has_confident(det) -> bool:
 
 
 def _make_aggregate(measure: str, how: str) -> ScoreFn:
-    box_fn = BOX_MEASURES[measure]
-
     def score(inputs: ScoreInputs) -> np.ndarray:
         out = np.zeros(len(inputs.predictions))
-        for i, det in enumerate(inputs.predictions):
-            q = box_distributions(det, inputs.n_classes)[_kept(det, inputs.min_box_score)]
-            value = _aggregate(box_fn(q), how)
+        for i, (det, values) in enumerate(zip(inputs.predictions, inputs.box_measure(measure))):
+            value = _aggregate(values, how)
             out[i] = value if _has_confident(det) else max(value, EMPTY_FRAME_UNCERTAINTY)
         return out
 
@@ -186,12 +198,12 @@ def entropy_weighted_sum(inputs: ScoreInputs) -> np.ndarray:
     if weights.shape != (inputs.n_classes,):
         raise InputError(f"class_weights has shape {weights.shape}, expected ({inputs.n_classes},) -- one per class")
     out = np.zeros(len(inputs.predictions))
-    for i, det in enumerate(inputs.predictions):
-        q = box_distributions(det, inputs.n_classes)[_kept(det, inputs.min_box_score)]
+    for i, (det, q, entropy) in enumerate(zip(inputs.predictions, inputs.kept_distributions(),
+                                              inputs.box_measure("entropy"))):
         fg = q[:, :-1]
         fg_mass = fg.sum(axis=1)
-        expected_w = np.where(fg_mass > 0, (fg * weights).sum(axis=1) / np.where(fg_mass > 0, fg_mass, 1), 1.0)
-        value = float((box_entropy(q) * expected_w).sum()) if q.shape[0] else 0.0
+        expected_w = np.where(fg_mass > 0, (fg @ weights) / np.where(fg_mass > 0, fg_mass, 1), 1.0)
+        value = float((entropy * expected_w).sum()) if q.shape[0] else 0.0
         out[i] = value if _has_confident(det) else max(value, EMPTY_FRAME_UNCERTAINTY * float(weights.mean()))
     return out
 

@@ -38,9 +38,11 @@ BELTCURATE = str(REPO / ".venv" / "bin" / "beltcurate")
 DEFAULT_CHECKPOINT = REPO / "models" / "demo_fcos_mnv3s.pt"
 
 
-def cli_env(state: Path, batch_size: int) -> dict:
+def cli_env(state: Path, batch_size: int, workers: int | None = None) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BELTCURATE_")}
     env.update(BELTCURATE_STATE_DIR=str(state), BELTCURATE_SCORE_BATCH_SIZE=str(batch_size), OMP_WAIT_POLICY="PASSIVE")
+    if workers is not None:
+        env["BELTCURATE_SCORE_WORKERS"] = str(workers)
     return env
 
 
@@ -71,14 +73,15 @@ def bare_forward(checkpoint: Path, tensors, batch_size: int) -> dict:
     return {"frames_per_s": len(tensors) / wall, "cpu_s_per_frame": cpu / len(tensors), "seconds": wall}
 
 
-def end_to_end(checkpoint: Path, state_template: Path, work: Path, batch_size: int, n_frames: int) -> dict:
+def end_to_end(checkpoint: Path, state_template: Path, work: Path, batch_size: int, n_frames: int,
+               workers: int | None) -> dict:
     state = work / "state"
     if state.exists():
         shutil.rmtree(state)
     shutil.copytree(state_template, state)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall0 = time.perf_counter()
-    done = subprocess.run([BELTCURATE, "score", "--model", str(checkpoint), "--json"], env=cli_env(state, batch_size),
+    done = subprocess.run([BELTCURATE, "score", "--model", str(checkpoint), "--json"], env=cli_env(state, batch_size, workers),
                           capture_output=True, text=True)
     wall = time.perf_counter() - wall0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -149,6 +152,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument("--workers", type=int, help="score.workers for e2e (default: the setting's default)")
     args = parser.parse_args()
 
     from active_learning.detectors.torchvision_adapter import images_to_tensors
@@ -168,7 +172,7 @@ def main() -> None:
         bare_runs, e2e_runs = [], []
         for rep in range(args.reps):
             bare_runs.append(bare_forward(args.checkpoint, tensors, args.batch_size))
-            e2e_runs.append(end_to_end(args.checkpoint, template, tmp, args.batch_size, len(paths)))
+            e2e_runs.append(end_to_end(args.checkpoint, template, tmp, args.batch_size, len(paths), args.workers))
             print(f"rep {rep}: bare {bare_runs[-1]['frames_per_s']:.1f} frames/s, e2e loop "
                   f"{e2e_runs[-1]['loop_frames_per_s']:.1f} frames/s, e2e wall {e2e_runs[-1]['wall_frames_per_s']:.1f}",
                   flush=True)
@@ -179,7 +183,7 @@ def main() -> None:
     wall_fps = median([r["wall_frames_per_s"] for r in e2e_runs])
     ratios = [e["loop_frames_per_s"] / b["frames_per_s"] for b, e in zip(bare_runs, e2e_runs)]
     data = {
-        "frames": len(paths), "reps": args.reps, "batch_size": args.batch_size,
+        "frames": len(paths), "reps": args.reps, "batch_size": args.batch_size, "workers": args.workers,
         "checkpoint": str(args.checkpoint.relative_to(REPO) if args.checkpoint.is_relative_to(REPO) else args.checkpoint),
         "bare_frames_per_s": round(bare_fps, 2),
         "e2e_loop_frames_per_s": round(loop_fps, 2),
