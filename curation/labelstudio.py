@@ -8,7 +8,7 @@ Label Studio's import and our catalog commit.
 Pull reads in bulk, never per task: one filtered listing (``id``, ``updated_at``) names the tasks
 changed since the last pull (editing or deleting an annotation touches its task's
 ``updated_at``), then the project export endpoint returns those tasks with all their annotations,
-1,000 per request. Every ``labelstudio.reconcile_every``-th pull lists the whole project instead,
+900 per request. Every ``labelstudio.reconcile_every``-th pull lists the whole project instead,
 which also catches deleted tasks.
 
 Coordinates: Label Studio speaks ``ls_percent`` of the image; the catalog stores ``xywh_px``. The
@@ -45,9 +45,10 @@ TIMEOUT_S = 120.0  # one export of EXPORT_CHUNK tasks takes ~1.5 s; generous for
 # Tasks per listing page: one page of 5,000 ``id,data`` rows is ~2 s; larger pages gain nothing.
 LIST_PAGE_SIZE = 5000
 # Tasks per export request: the community edition serializes an export in one request, and
-# whole-project exports of a few thousand images time out behind proxies; 1,000 keeps each
-# request near 1.5 s.
-EXPORT_CHUNK = 1000
+# whole-project exports of a few thousand images time out behind proxies; 900 keeps each
+# request near 1.5 s. Task ids travel as ``ids[]`` query fields and Django answers 400 to more
+# than 1,000 fields (DATA_UPLOAD_MAX_NUMBER_FIELDS), so stay well below that.
+EXPORT_CHUNK = 900
 # An import that failed in transit may still have landed: the project is re-listed and only the
 # missing frames are sent again, at most this many times.
 IMPORT_ATTEMPTS = 3

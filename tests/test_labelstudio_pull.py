@@ -174,3 +174,31 @@ def test_pull_takes_over_an_imported_label_and_gives_it_back(sqlite_catalog, lab
     client.request("DELETE", f"/api/annotations/{made['id']}")
     pull_annotations(sqlite_catalog, config)
     assert _current(sqlite_catalog, frame_ids[0]).source == "import:legacy"
+
+
+def test_a_pull_larger_than_one_export_chunk(sqlite_catalog, labelstudio_server, client):
+    """More tasks than one export request carries (ids travel as query fields; Django caps them)."""
+    from curation.labelstudio import EXPORT_CHUNK, ensure_project
+    from curation.synth import CLASSES
+
+    n = EXPORT_CHUNK + 150
+    frame_ids = make_frames(sqlite_catalog, labelstudio_server.frames_dir("big"), 1, width=W, height=H)
+    with sqlite_catalog.session() as session:  # more frames sharing the one image file
+        from curation.catalog import Frame
+
+        first = session.get(Frame, frame_ids[0])
+        for i in range(n - 1):
+            extra = Frame(content_hash=f"big-{i}-{first.content_hash[:20]}", path=first.path, width=W, height=H,
+                          format="JPEG", size_bytes=1, site="west", line="L1", camera="cam1")
+            session.add(extra)
+            session.flush()
+            frame_ids.append(extra.id)
+    config = make_config(labelstudio_server)
+    project = ensure_project(client, config.project, CLASSES, None)
+    drawn = region([10, 20, 30, 40], "paper", W, H)
+    tasks = [{"data": {"image": "/x.jpg", "frame_id": fid, "reason": ""}, "annotations": [{"result": [drawn]}]}
+             for fid in frame_ids]
+    client.import_tasks(project["id"], tasks)
+    summary = pull_annotations(sqlite_catalog, config)
+    assert (summary.tasks_seen, summary.annotations_new, summary.tasks_adopted) == (n, n, n)
+    assert _current(sqlite_catalog, frame_ids[-1]).boxes[0]["xywh_px"] == pytest.approx([10, 20, 30, 40], abs=0.5)
