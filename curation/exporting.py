@@ -1,10 +1,10 @@
 """Catalog glue for ``beltcurate export``: stream the current accepted annotations joined with their
 frames into :func:`exporters.versions.write_version`, and record the version in the catalog.
 
-Split groups come from the frames' site/camera/sequence and capture times (see
-:class:`exporters.splits.SessionGrouper`); they are computed in one pass over the labeled frames
-ordered by camera and time, and kept as two numpy arrays (12 bytes per frame) plus one string per
-group.
+Two passes over the catalog: the first, in camera/time order, assigns each frame its split group
+(site/camera/sequence cut at capture-time gaps, :class:`exporters.splits.SessionGrouper`) and
+counts classes per group for the split plan; the second, in frame id order, writes. The frame ->
+group table is two numpy arrays (12 bytes per frame) plus one string per group.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from sqlalchemy import or_, select
 from curation.catalog import Annotation, Catalog, DatasetVersion, Frame
 from curation.errors import CatalogError, ExportError, InputError
 from curation.progress import Advance, _noop
-from exporters.splits import SessionGrouper
+from exporters.splits import SessionGrouper, SplitPlanner
 from exporters.types import Box, LabeledImage, load_class_map
-from exporters.versions import VersionOptions, read_manifest, version_file_name, write_version
+from exporters.versions import VersionOptions, parent_splits, read_manifest, version_file_name, write_version
 
 # Rows fetched per database round trip while streaming (memory vs round trips).
 STREAM_BATCH = 2000
@@ -77,16 +77,22 @@ class GroupTable:
         return self.keys[self.group_rows[pos]]
 
 
-def group_table(catalog: Catalog, *, gap_s: float, sites: Sequence[str] = (), sources: Sequence[str] = ()) -> GroupTable:
-    stmt = _labeled(select(Frame.id, Frame.site, Frame.camera, Frame.sequence, Frame.captured_at), sites, sources)
+def plan_splits(
+    catalog: Catalog, class_names: Sequence[str], fractions: Sequence[float], *, seed: int, gap_s: float,
+    fixed: dict[str, str] | None = None, sites: Sequence[str] = (), sources: Sequence[str] = (),
+) -> tuple[GroupTable, dict[str, str]]:
+    """One pass over the labeled frames in camera/time order: each frame's group (see
+    :class:`~exporters.splits.SessionGrouper`) and the class counts per group -> the split plan."""
+    stmt = _labeled(select(Frame.id, Frame.site, Frame.camera, Frame.sequence, Frame.captured_at, Annotation.boxes), sites, sources)
     stmt = stmt.order_by(Frame.site, Frame.camera, Frame.sequence, Frame.captured_at, Frame.id)
     grouper = SessionGrouper(gap_s)
+    planner = SplitPlanner(class_names, fractions, seed=seed, fixed=fixed)
     ids: list[int] = []
     rows: list[int] = []
     key_row: dict[str, int] = {}
     keys: list[str] = []
     with catalog.session() as session:
-        for frame_id, site, camera, sequence, captured_at in session.execute(stmt.execution_options(yield_per=STREAM_BATCH)):
+        for frame_id, site, camera, sequence, captured_at, boxes in session.execute(stmt.execution_options(yield_per=STREAM_BATCH)):
             key = grouper.key(frame_id, site, camera, sequence, captured_at)
             row = key_row.get(key)
             if row is None:
@@ -94,7 +100,9 @@ def group_table(catalog: Catalog, *, gap_s: float, sites: Sequence[str] = (), so
                 keys.append(key)
             ids.append(frame_id)
             rows.append(row)
-    return GroupTable(np.asarray(ids, dtype=np.int64), np.asarray(rows, dtype=np.int32), keys)
+            planner.add(key, [box.get("label") for box in boxes or ()])
+    table = GroupTable(np.asarray(ids, dtype=np.int64), np.asarray(rows, dtype=np.int32), keys)
+    return table, planner.plan()
 
 
 def iter_labeled_frames(catalog: Catalog, groups: GroupTable, *, sites: Sequence[str] = (), sources: Sequence[str] = ()) -> Iterator[LabeledImage]:
@@ -153,16 +161,21 @@ def export_dataset(
     class_names, class_source = resolve_class_map(settings, classes)
     filters = {"sites": list(sites), "sources": list(sources), "annotation": "is_current and status=accepted"}
     gap_s = settings["export.group_gap_s"]
-    groups = group_table(catalog, gap_s=gap_s, sites=sites, sources=sources)
+    parent_dir = Path(parent_row.path) if parent_row is not None else None
+    groups, split_of_group = plan_splits(
+        catalog, class_names, settings["export.split"], seed=settings["export.seed"], gap_s=gap_s,
+        fixed=parent_splits(parent_dir) if parent_dir is not None else None, sites=sites, sources=sources,
+    )
     if len(groups) == 0:
         raise ExportError(f"no labeled frames to export{' with ' + str(filters) if sites or sources else ''}; pull or import labels first")
     options = VersionOptions(
         name=name, formats=formats, class_names=class_names, fractions=settings["export.split"],
         seed=settings["export.seed"], images=images or settings["export.images"], on_bad=on_bad or settings["export.on_bad"],
         on_empty=on_empty, filters={**filters, "group_gap_s": gap_s, "class_map": class_source},
-        tool_version=tool_version(), parent=Path(parent_row.path) if parent_row is not None else None,
+        tool_version=tool_version(), parent=parent_dir,
     )
-    result = write_version(lambda: iter_labeled_frames(catalog, groups, sites=sites, sources=sources), out_root, options, advance=advance)
+    result = write_version(lambda: iter_labeled_frames(catalog, groups, sites=sites, sources=sources), out_root, options,
+                           split_of_group=split_of_group, advance=advance)
     with catalog.session() as session:
         session.add(DatasetVersion(
             name=name, parent_id=parent_row.id if parent_row is not None else None, path=result.path,

@@ -65,7 +65,8 @@ class Box:
     @classmethod
     def from_catalog(cls, data: dict[str, Any]) -> "Box":
         try:
-            x, y, w, h = (float(v) for v in data["xywh_px"])
+            x, y, w, h = data["xywh_px"]  # unpacked directly: this runs once per box per export
+            x, y, w, h = float(x), float(y), float(w), float(h)
             label = str(data["label"])
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"catalog box {data!r} is malformed ({exc}); expected {{'xywh_px': [x, y, w, h], 'label': name}}") from None

@@ -215,12 +215,17 @@ def _diff(parent_dir: Path, frames_path: Path, out_path: Path) -> dict:
     return dict(counts)
 
 
-def write_version(source: Source, out_root: str | Path, options: VersionOptions, *, advance: Advance = _noop) -> VersionResult:
+def write_version(
+    source: Source, out_root: str | Path, options: VersionOptions, *, split_of_group: dict[str, str] | None = None,
+    advance: Advance = _noop,
+) -> VersionResult:
     """Write a dataset version under ``out_root/<name>`` from ``source``.
 
     ``source()`` must yield the same frames, in increasing ``frame_id`` order, each time it is
     called (it is read twice). Each image needs ``frame_id``, ``image_path``, ``content_hash``,
-    ``file_name`` (see :func:`version_file_name`) and ``group``. Bad input follows
+    ``file_name`` (see :func:`version_file_name`) and ``group``. ``split_of_group``: a split plan
+    made by the caller (a :class:`~exporters.splits.SplitPlanner` fed with the parent's splits,
+    see :func:`parent_splits`); without it, a first pass over ``source`` makes one. Bad input follows
     ``options.on_bad``: ``drop`` leaves out the whole frame (a frame with one bad box removed would
     teach the model that the object is background) and records the problem; ``fail`` raises
     :class:`ExportError` naming the first problems. Empty frames follow ``options.on_empty``.
@@ -252,11 +257,11 @@ def write_version(source: Source, out_root: str | Path, options: VersionOptions,
     fixed = parent_splits(options.parent) if options.parent is not None else {}
     parent_manifest = read_manifest(options.parent) if options.parent is not None else None
 
-    # pass 1: group class counts -> split plan
-    planner = SplitPlanner(class_names, fractions, seed=options.seed, fixed=fixed)
-    for image in source():
-        planner.add(image.group or f"frame:{image.frame_id}", (box.label for box in image.boxes))
-    split_of_group = planner.plan()
+    if split_of_group is None:  # pass 1: group class counts -> split plan
+        planner = SplitPlanner(class_names, fractions, seed=options.seed, fixed=fixed)
+        for image in source():
+            planner.add(image.group or f"frame:{image.frame_id}", (box.label for box in image.boxes))
+        split_of_group = planner.plan()
 
     temp = out_root / f"{TEMP_PREFIX}{options.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     temp.mkdir()

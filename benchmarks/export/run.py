@@ -89,7 +89,8 @@ def child_ours(url: str, out: Path, classes: Path) -> dict:
 
     settings = load_settings(env={"BELTCURATE_STATE_DIR": str(out), "BELTCURATE_EXPORT_DIR": str(out)})
     catalog = Catalog(url)
-    result = export_dataset(catalog, settings, name="v", formats=["coco", "yolo"], classes=str(classes))
+    # each repeat records a version in the same catalog: names must differ
+    result = export_dataset(catalog, settings, name=f"bench-{time.time_ns()}", formats=["coco", "yolo"], classes=str(classes))
     return {"frames": result["n_frames"], "boxes": result["n_boxes"]}
 
 
