@@ -695,3 +695,37 @@ def file_lock(path: str | os.PathLike) -> StepLock:
         time.sleep(0.05)  # let a waiting job take the lock before our next step grabs it
 
     return lock
+
+
+def selection_stats(results: dict, coco: dict) -> dict[str, dict]:
+    """What each strategy picked, over all seeds and rounds: ground-truth objects per selected frame
+    (annotation cost differs per frame), rare objects per frame, distinct belt sequences per selected
+    frame (1.0 = no two picks from one sequence) and the share of picks per site."""
+    rare = results["data"]["rare_class"]
+    rare_ids = {c["id"] for c in coco["categories"] if c["name"] == rare}
+    objects: dict[int, int] = {}
+    rare_objects: dict[int, int] = {}
+    for ann in coco["annotations"]:
+        objects[ann["image_id"]] = objects.get(ann["image_id"], 0) + 1
+        if ann["category_id"] in rare_ids:
+            rare_objects[ann["image_id"]] = rare_objects.get(ann["image_id"], 0) + 1
+    images = {img["id"]: img for img in coco["images"]}
+    out: dict[str, dict] = {}
+    for strategy in results["config"]["strategies"]:
+        picks = [s for s in results["selections"] if s["strategy"] == strategy]
+        ids = [i for s in picks for i in s["image_ids"]]
+        if not ids:
+            continue
+        sequences = [len({group_key(images[i]) for i in s["image_ids"]}) / max(len(s["image_ids"]), 1) for s in picks]
+        sites: dict[str, int] = {}
+        for i in ids:
+            site = str(images[i].get("site", "?"))
+            sites[site] = sites.get(site, 0) + 1
+        out[strategy] = {
+            "frames": len(ids),
+            "objects_per_frame": round(float(np.mean([objects.get(i, 0) for i in ids])), 3),
+            "rare_objects_per_frame": round(float(np.mean([rare_objects.get(i, 0) for i in ids])), 4),
+            "distinct_sequences_per_frame": round(float(np.mean(sequences)), 3),
+            "site_share": {k: round(v / len(ids), 3) for k, v in sorted(sites.items())},
+        }
+    return out

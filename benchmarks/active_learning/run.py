@@ -91,6 +91,15 @@ def write_curve(name: str, results: dict, png: Path) -> None:
     if not results.get("summary", {}).get("strategies"):
         return
     plot_curves(results, png)
+    from active_learning.simulate import read_labeled_set, selection_stats
+
+    coco, _, _ = read_labeled_set(results["data"]["source"])
+    results["selection_stats"] = selection_stats(results, coco)
+    stats_md = ["| strategy | frames picked | objects/frame | battery-class objects/frame | distinct sequences/frame | site share |",
+                "|---|---|---|---|---|---|"]
+    for strategy, st in results["selection_stats"].items():
+        stats_md.append(f"| {strategy} | {st['frames']} | {st['objects_per_frame']} | {st['rare_objects_per_frame']} | "
+                        f"{st['distinct_sequences_per_frame']} | {st['site_share']} |")
     t = results["timings"]
     med = lambda v: (sorted(v)[len(v) // 2] if v else None)  # noqa: E731
     md = [f"# Active learning vs random: {name}", "",
@@ -102,6 +111,7 @@ def write_curve(name: str, results: dict, png: Path) -> None:
           f"{results['config']['initial_iters']} iterations from scratch, then {results['config']['finetune_iters']} "
           f"warm-started iterations per round (batch {results['config']['batch_size']}).", "",
           summary_markdown(results), "",
+          "What the strategies picked (all seeds and rounds so far):", "", *stats_md, "",
           f"Median step times: train {med(t['train_s'])} s, fine-tune {med(t['finetune_s'])} s, evaluate "
           f"{med(t['eval_s'])} s, score pool {med(t['score_s'])} s; wall {results.get('elapsed_s')} s "
           f"(complete: {results['complete']}).", "",
@@ -153,8 +163,16 @@ def main() -> None:
                         help="Checkpoints and per-round files.")
     parser.add_argument("--lock", default=None, help="flock file taken around each heavy step (shared CPU).")
     parser.add_argument("--trashnet", default=str(TRASHNET))
+    parser.add_argument("--rewrite", action="store_true",
+                        help="Only rewrite the result files from the work folder's results.json (e.g. of a running job).")
     args = parser.parse_args()
     cfg = CONFIGS[args.config]
+    if args.rewrite:
+        import json
+
+        results = json.loads((Path(args.work) / f"active_learning_{args.config}" / "results.json").read_text())
+        write_curve(args.config, results, RESULTS / f"active_learning_{args.config}.png")
+        return
     started = time.perf_counter()
     (run_curve if cfg["kind"] == "curve" else run_quality)(args.config, cfg, args)
     print(f"{args.config}: {time.perf_counter() - started:.0f} s on {machine()['cpus']} CPUs")
