@@ -1215,6 +1215,16 @@ def start_local_server(settings, *, port: int | None = None, timeout: float | No
     server.start(port=port, credentials=credentials,
                  document_root=settings.resolve_path(image_root) if image_root else None,
                  timeout=timeout or START_TIMEOUT_S)
+    # Label Studio applies a preset token only when it creates the user: a server folder made
+    # with another token keeps the old one.
+    with LabelStudioClient(server.url, server.credentials().token, retries=1) as client:
+        try:
+            client.whoami()
+        except AuthError:
+            raise ConfigError(
+                f"the Label Studio data in {server.data_dir} was created with another API token; unset "
+                "labelstudio.token to use the saved one, or stop the server and delete that folder for a fresh one"
+            ) from None
     return local_server_status(settings)
 
 

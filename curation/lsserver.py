@@ -299,10 +299,17 @@ class LabelStudioServer:
                 f"port {port} on {host} is already in use; stop what listens there or choose another port "
                 "(labelstudio.url / --port)"
             )
-        if credentials is None:
-            credentials = self.credentials() if self.credentials_file.exists() else Credentials.generate()
-        self._save_credentials(credentials)
         fresh = not (self.data_dir / "label_studio.sqlite3").exists()
+        saved = self.credentials() if self.credentials_file.exists() else None
+        if credentials is None:
+            credentials = saved or Credentials.generate()
+        elif not fresh and saved is not None and (saved.username, saved.token) != (credentials.username, credentials.token):
+            # Label Studio applies a preset user and token only when it creates the user.
+            raise ServiceError(
+                f"the Label Studio data in {self.data_dir} was created with another user or API token; start it "
+                "without one (the saved credentials are used), or delete that folder for a fresh server"
+            )
+        self._save_credentials(credentials)
         self._write_state(state="starting", url=f"http://{host}:{port}", port=port, pid=None,
                           username=credentials.username, version=version, log=str(self.log_file),
                           document_root=str(document_root) if document_root else None)

@@ -74,3 +74,15 @@ def test_cli_start_status_stop(tmp_path, settings_env, labelstudio_server):
     assert out.output.strip() == "stopped"
     assert not pid_alive(pid) and not health(f"http://127.0.0.1:{port}") and port_is_free("127.0.0.1", port)
     assert "not running" in runner.invoke(main, ["labelstudio", "status"], env=env).output
+
+
+def test_a_server_folder_keeps_the_token_it_was_created_with(tmp_path):
+    from curation.lsserver import Credentials
+
+    server = LabelStudioServer(tmp_path / "ls")
+    server.data_dir.mkdir(parents=True)
+    (server.data_dir / "label_studio.sqlite3").write_bytes(b"")  # an existing server's data
+    server._save_credentials(Credentials("admin@x", "pw-123456", "token-one-123"))
+    with pytest.raises(ServiceError, match="created with another user or API token"):
+        server.start(port=free_port(), credentials=Credentials("admin@x", "pw-123456", "token-two-456"))
+    assert server.credentials().token == "token-one-123"
