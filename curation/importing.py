@@ -31,7 +31,7 @@ from itertools import repeat
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from curation.catalog import Annotation, Catalog, Frame, Quarantine, utcnow
 from curation.errors import InputError
@@ -167,22 +167,27 @@ def import_labels(
             quoted = "; ".join(str(p) for p in bad[:PROBLEMS_QUOTED])
             raise InputError(f"{len(bad)} bad label(s) in {str(root)!r}, nothing imported: {quoted}. Fix them or pass --on-bad drop")
 
+    with catalog.session() as session:
+        # frames with ids from here on were created by this import (duplicates within the dataset)
+        first_new_id = (session.scalar(select(func.max(Frame.id))) or 0) + 1
     batch: list[LabeledImage] = []
     for image in _ordered(format_.read_dataset(root)):
         batch.append(image)
         if len(batch) >= IMPORT_COMMIT_EVERY:
-            _import_batch(catalog, batch, source, options, summary, note)
+            _import_batch(catalog, batch, source, options, summary, note, first_new_id)
             advance(len(batch))
             batch = []
     if batch:
-        _import_batch(catalog, batch, source, options, summary, note)
+        _import_batch(catalog, batch, source, options, summary, note, first_new_id)
         advance(len(batch))
     summary.problems = dict(sorted(problem_counts.items()))
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
 
 
-def _import_batch(catalog: Catalog, batch: list[LabeledImage], source: str, options: IngestOptions, summary: ImportSummary, note) -> None:
+def _import_batch(
+    catalog: Catalog, batch: list[LabeledImage], source: str, options: IngestOptions, summary: ImportSummary, note, first_new_id: int
+) -> None:
     checked = [_checked(image) for image in batch]
     summary.images += len(batch)
     with catalog.session() as session:
@@ -202,7 +207,6 @@ def _import_batch(catalog: Catalog, batch: list[LabeledImage], source: str, opti
         hashes = {info.content_hash for info in infos if info.content_hash}
         frames = {f.content_hash: f for f in session.scalars(select(Frame).where(Frame.content_hash.in_(hashes)))} if hashes else {}
         quarantined_paths = set(session.scalars(select(Quarantine.path).where(Quarantine.path.in_([i.path for i in infos]))))
-        created: set[str] = set()
         for (image, problems, sid), info in zip(todo, infos):
             if info.reason is not None:
                 if info.path not in quarantined_paths:
@@ -227,9 +231,8 @@ def _import_batch(catalog: Catalog, batch: list[LabeledImage], source: str, opti
                 session.add(frame)
                 session.flush()
                 frames[info.content_hash] = frame
-                created.add(info.content_hash)
                 summary.new_frames += 1
-            elif info.content_hash not in created:
+            elif frame.id < first_new_id:
                 summary.existing_frames += 1
             else:
                 summary.duplicate_images += 1

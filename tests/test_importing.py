@@ -42,7 +42,8 @@ def test_trashnet_yolo_to_catalog_to_coco_and_back_is_identical(sqlite_catalog, 
     summary = import_labels(sqlite_catalog, settings_env, TRASHNET, "yolo", name="trashnet", workers=1)
     assert (summary.images, summary.new_frames, summary.annotations) == (2613, 2600, 2613)
     # the 13 "<name> - Copy.jpg" files are byte-identical to labeled images but have no label file
-    assert summary.conflicting_duplicates == 13 and summary.current == 2600
+    assert summary.conflicting_duplicates == summary.duplicate_images == 13 and summary.current == 2600
+    assert summary.existing_frames == 0
     assert summary.problems["polygon_as_box"] == 1 and summary.dropped == 0
 
     expected = {}  # content hash -> boxes of the labeled copy

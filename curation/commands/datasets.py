@@ -58,7 +58,7 @@ def _import_text(d: dict) -> str:
         f"{d['source']}: {d['images']} images -> {d['new_frames']} new frames, {d['existing_frames']} already in the catalog; "
         f"{d['annotations']} annotations ({d['boxes']} boxes), {d['current']} current, {d['already_imported']} already imported",
         f"  dropped {d['dropped']} (bad labels or missing image), quarantined {d['quarantined']}, "
-        f"conflicting duplicates {d['conflicting_duplicates']}",
+        f"duplicate images {d['duplicate_images']} ({d['conflicting_duplicates']} with different labels)",
     ]
     lines += [f"  {kind}: {n}" for kind, n in d["problems"].items()]
     lines += [f"  e.g. {example}" for example in d["examples"][:5]]
