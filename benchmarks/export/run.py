@@ -194,6 +194,7 @@ def main() -> None:
                   f"{row['time_ratio_ours_over_naive']} | {row['rss_ratio_ours_over_naive']} |")
     md += ["", "Ours also plans grouped, stratified splits (two passes over the catalog), checks every box and image "
            "file, writes SHA256SUMS, frames.jsonl, problems.jsonl and the manifest; the naive script does none of that.",
+           "", "The machine is shared (2 cores, other jobs running): single runs vary up to 2x; every run is in export.json.",
            "", "Reproduce: `flock /tmp/beltcurate-cpu.lock .venv/bin/python benchmarks/export/run.py --frames 10000 100000 --repeats 3`"]
     save("export", {"goal": goal, "results": results}, "\n".join(md))
 
