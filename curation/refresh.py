@@ -24,14 +24,17 @@ from typing import Any, Callable
 from sqlalchemy import func, select
 
 from curation import locks
-from curation.catalog import Annotation, Catalog, DatasetVersion, Run, Selection, utcnow
+from curation.catalog import Annotation, Catalog, DatasetVersion, LabelTask, Run, Selection, utcnow
 from curation.errors import CurationError
 from curation.runs import recorded_run
 
 log = logging.getLogger(__name__)
 
 STAGES = ("ingest", "score", "pull", "select", "push", "export", "report")
-PENDING_SELECTION_KEY = "refresh.pending_selection"
+# Stages whose finished work an interrupted run hands to the run that resumes it: selecting and
+# pushing again would label a second batch in one cycle. The other stages are simply rerun (they
+# find nothing left to do, or finish what the interrupted run began).
+RESUMED_STAGES = ("select", "push")
 LOCK_NAME = "refresh"
 
 
@@ -67,7 +70,7 @@ def stage_ingest(ctx: RefreshContext) -> dict:
 
     inputs = ctx.settings["refresh.inputs"]
     if not inputs:
-        return {"skipped": "refresh.inputs is empty"}
+        return {"skipped_because": "refresh.inputs is empty"}
     total = IngestSummary()
     for raw in inputs:
         path = ctx.settings.resolve_path(raw)
@@ -80,7 +83,7 @@ def stage_ingest(ctx: RefreshContext) -> dict:
 def stage_score(ctx: RefreshContext) -> dict:
     checkpoint = ctx.settings["model.checkpoint"]
     if not checkpoint:
-        return {"skipped": "model.checkpoint is not set"}
+        return {"skipped_because": "model.checkpoint is not set"}
     from curation.scoring import score_frames
 
     summary = score_frames(ctx.catalog, ctx.settings, ctx.settings.resolve_path(checkpoint),
@@ -99,7 +102,10 @@ def _labelstudio_configured(ctx: RefreshContext) -> str | None:
 
 def stage_pull(ctx: RefreshContext) -> dict:
     if reason := _labelstudio_configured(ctx):
-        return {"skipped": reason}
+        return {"skipped_because": reason}
+    with ctx.catalog.session() as session:
+        if session.scalar(select(func.count()).select_from(LabelTask)) == 0:
+            return {"skipped_because": "nothing pushed to Label Studio yet"}
     from curation.labelstudio import pull_annotations
 
     data = _plain(pull_annotations(ctx.catalog, ctx.settings))
@@ -108,37 +114,24 @@ def stage_pull(ctx: RefreshContext) -> dict:
 
 
 def stage_select(ctx: RefreshContext) -> dict:
-    pending = ctx.catalog.get_state(PENDING_SELECTION_KEY)
-    if pending:
-        with ctx.catalog.session() as session:
-            row = session.get(Selection, pending["selection_id"])
-            made_by = session.get(Run, pending["run_id"])
-            # Only a refresh that died before its push leaves work to resume; a finished run whose
-            # push was skipped (no Label Studio) should not pin next week to last week's pick.
-            interrupted = made_by is not None and made_by.status in ("running", "failed")
-            if row is not None and interrupted:
-                return {"selection_id": row.id, "name": row.name, "reused": True, "selected": len(row.items)}
     from curation.selecting import select_from_catalog
 
     summary = select_from_catalog(ctx.catalog, ctx.settings, budget=ctx.settings["select.budget"],
                                   strategy=ctx.settings["select.strategy"], dry_run=ctx.dry_run)
     data = _plain(summary)
-    if not ctx.dry_run and data.get("selection_id"):
-        ctx.catalog.set_state(PENDING_SELECTION_KEY, {"selection_id": data["selection_id"], "run_id": ctx.run.id})
     return {k: data[k] for k in ("selection_id", "name", "selected", "eligible", "strategy") if k in data}
 
 
 def stage_push(ctx: RefreshContext) -> dict:
     selected = ctx.results.get("select", {})
     if not selected.get("selection_id"):
-        return {"skipped": "no selection to push"}
+        return {"skipped_because": "no selection to push"}
     if reason := _labelstudio_configured(ctx):
-        return {"skipped": reason}
+        return {"skipped_because": reason}
     from curation.labelstudio import push_selection
 
     summary = _plain(push_selection(ctx.catalog, ctx.settings, selection_id=selected["selection_id"]))
     summary.pop("problems", None)
-    ctx.catalog.set_state(PENDING_SELECTION_KEY, None)
     return summary
 
 
@@ -161,7 +154,7 @@ def labels_changed_since_last_version(catalog: Catalog) -> tuple[bool, str | Non
 def stage_export(ctx: RefreshContext) -> dict:
     changed, parent, number = labels_changed_since_last_version(ctx.catalog)
     if not changed:
-        return {"skipped": "no new labels since the newest dataset version", "newest": parent}
+        return {"skipped_because": "no new labels since the newest dataset version", "newest": parent}
     if ctx.dry_run:
         return {"would_export": f"v{number:04d}", "parent": parent}
     from curation.exporting import export_dataset
@@ -206,14 +199,28 @@ def _persist_stages(ctx: RefreshContext) -> None:
         row.stages = dict(ctx.run.stages)
 
 
-def _close_interrupted_runs(catalog: Catalog, current_run_id: int) -> None:
-    """Refresh runs still 'running' while we hold the lock died (killed, power loss): say so."""
+def _close_interrupted_runs(catalog: Catalog, current_run_id: int) -> dict[str, dict]:
+    """Mark refresh runs left 'running' (we hold the lock, so their process died) as failed, and
+    return the finished RESUMED_STAGES of the newest refresh if it did not succeed: this run
+    completes that cycle instead of starting a new one."""
     with catalog.session() as session:
         for row in session.scalars(select(Run).where(Run.command == "refresh", Run.status == "running", Run.id != current_run_id)):
             row.status = "failed"
             row.error = "interrupted: the process ended without finishing (killed or crashed); resumed by run %d" % current_run_id
             row.finished_at = utcnow()
-            log.warning("refresh run %s was interrupted; this run finishes its work", row.id)
+            log.warning("refresh run %s was interrupted; run %s finishes its work", row.id, current_run_id)
+        session.flush()
+        previous = None
+        for row in session.scalars(select(Run).where(Run.command == "refresh", Run.id < current_run_id).order_by(Run.id.desc())):
+            refused = "already running" in (row.error or "")
+            if not refused and not (row.args or {}).get("dry_run"):
+                previous = row
+                break
+        if previous is None or previous.status != "failed":
+            return {}
+        return {name: {**stage, "resumed_from": stage.get("resumed_from", previous.id)}
+                for name, stage in (previous.stages or {}).items()
+                if name in RESUMED_STAGES and stage.get("status") == "done"}
 
 
 def refresh(catalog: Catalog, settings, *, dry_run: bool = False, stages: tuple[str, ...] = STAGES,
@@ -224,11 +231,20 @@ def refresh(catalog: Catalog, settings, *, dry_run: bool = False, stages: tuple[
     with recorded_run(catalog, "refresh", args) as run:
         run.stages = {}
         with locks.held(catalog, LOCK_NAME, run_id=run.id):
-            _close_interrupted_runs(catalog, run.id)
+            inherited = {} if dry_run else _close_interrupted_runs(catalog, run.id)
             ctx = RefreshContext(catalog, settings, run, dry_run=dry_run)
+            # Record inherited stages before anything runs: if this run dies too, the next one
+            # must still know that this cycle already selected and pushed.
+            run.stages = {name: inherited.get(name, {"status": "pending"}) for name in stages}
+            _persist_stages(ctx)
             for name in stages:
+                if name in inherited:
+                    ctx.results[name] = inherited[name].get("counts", {})
+                    if on_stage:
+                        on_stage(name, run.stages[name])
+                    continue
                 if dry_run and name in ("push", "pull"):
-                    ctx.results[name] = {"skipped": "dry run"}
+                    ctx.results[name] = {"skipped_because": "dry run"}
                     run.stages[name] = {"status": "skipped", "counts": ctx.results[name], "seconds": 0.0}
                     continue
                 t0 = time.perf_counter()
@@ -244,13 +260,13 @@ def refresh(catalog: Catalog, settings, *, dry_run: bool = False, stages: tuple[
                                         "seconds": round(time.perf_counter() - t0, 3)}
                     raise StageError(f"refresh failed in stage '{name}': {type(exc).__name__}: {exc}") from exc
                 ctx.results[name] = counts
-                status = "skipped" if "skipped" in counts else "done"
+                status = "skipped" if "skipped_because" in counts else "done"
                 run.stages[name] = {"status": status, "counts": counts, "seconds": round(time.perf_counter() - t0, 3)}
                 if on_stage:
                     on_stage(name, run.stages[name])
             nothing = (ctx.results.get("ingest", {}).get("new", 0) == 0
                        and not ctx.results.get("pull", {}).get("new_annotations")
-                       and "skipped" in ctx.results.get("export", {"skipped": True}))
+                       and "skipped_because" in ctx.results.get("export", {"skipped_because": True}))
             run.status = "nothing_to_do" if nothing else "success"
             run.counts = {name: ctx.results.get(name, {}) for name in stages}
     report = ctx.results.get("report", {}).get("html")

@@ -58,7 +58,7 @@ def test_refresh_runs_every_stage_and_records_it(refresh_env):
     assert summary.stages["ingest"]["counts"]["new"] == 120
     assert summary.stages["score"]["counts"]["scored"] == 120
     assert summary.stages["select"]["counts"]["selected"] == 10
-    assert summary.stages["push"]["status"] == "skipped" and "token" in summary.stages["push"]["counts"]["skipped"]
+    assert summary.stages["push"]["status"] == "skipped" and "token" in summary.stages["push"]["counts"]["skipped_because"]
     report = Path(summary.report)
     assert report.is_file() and "<img" in report.read_text()
     assert {p.name for p in report.parent.glob("*.png")} >= {"uncertainty.png", "class_mix.png", "site_drift.png"}
