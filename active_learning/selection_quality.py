@@ -169,13 +169,14 @@ def run_selection_quality(data, strategies: Sequence[str], *, seeds: Sequence[in
                           batch_size: int = 8, uncertainty: str = "entropy_sum", pca_dim: int = 128,
                           rare_classes: Sequence[str] | None = None, score_thresh: float = DEFAULT_SCORE_THRESH,
                           work_dir: str | os.PathLike, step_lock=None, strategy_params: dict | None = None,
-                          log: Callable[[str], None] = lambda m: None) -> dict:
+                          log: Callable[[str], None] = lambda m: None,
+                          on_update: Callable[[dict], None] | None = None) -> dict:
     """Per seed: a random seed split of ``seed_frames`` pool frames is labeled, a detector is trained
     on it (``train_iters`` from scratch), the rest of the pool is scored, and every strategy selects
     ``budget`` frames; the selections are measured against the hidden ground truth.
 
     ``data``: a ``simulate.SimData`` (its test split is not used here). Returns per-seed measures
-    and ``compare_to_random``.
+    and ``compare_to_random``; ``on_update`` gets the result so far after every seed.
     """
     import contextlib
 
@@ -239,14 +240,25 @@ def run_selection_quality(data, strategies: Sequence[str], *, seeds: Sequence[in
             log(f"seed {seed} {strategy:<12} errors/frame {measured['errors_per_frame']:.2f}  rare/frame "
                 f"{measured['rare_objects_per_frame']:.3f}  near-dup share {measured['near_duplicate_share']:.3f}")
         seed_runs.append(run)
+        if on_update:
+            on_update(_quality_result(data, n_pool, rare_classes, strategies, seeds, seed_frames, budget, train_iters, arch,
+                                      input_size, uncertainty, score_thresh, hash_s, seed_runs, per_seed))
+    return _quality_result(data, n_pool, rare_classes, strategies, seeds, seed_frames, budget, train_iters, arch,
+                           input_size, uncertainty, score_thresh, hash_s, seed_runs, per_seed)
+
+
+def _quality_result(data, n_pool, rare_classes, strategies, seeds, seed_frames, budget, train_iters, arch, input_size,
+                    uncertainty, score_thresh, hash_s, seed_runs, per_seed) -> dict:
     return {
         "data": {"source": data.source, "pool_frames": n_pool, "classes": data.classes, "rare_classes": list(rare_classes)},
         "config": {"strategies": list(strategies), "seeds": list(seeds), "seed_frames": seed_frames, "budget": budget,
                    "train_iters": train_iters, "arch": arch, "input_size": list(input_size), "uncertainty": uncertainty,
                    "score_thresh": score_thresh, "match_iou": MATCH_IOU, "near_dup_max_hamming": NEAR_DUP_MAX_HAMMING},
         "hash_s": round(hash_s, 1),
+        "seeds_done": [run["seed"] for run in seed_runs],
+        "complete": len(seed_runs) == len(list(seeds)),
         "seeds": seed_runs,
-        "comparison": compare_to_random(per_seed),
+        "comparison": compare_to_random({k: v for k, v in per_seed.items() if v}),
     }
 
 

@@ -136,7 +136,15 @@ def run_quality(name: str, cfg: dict, args) -> dict:
         data, args.strategies or STRATEGIES, seeds=cfg["seeds"], seed_frames=cfg["seed_frames"], budget=cfg["budget"],
         train_iters=cfg["train_iters"], input_size=cfg["input_size"], batch_size=cfg["batch_size"], rare_classes=rare,
         work_dir=Path(args.work) / f"active_learning_{name}", step_lock=step_lock,
-        log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
+        log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True),
+        on_update=lambda partial: write_quality(name, cfg, partial))
+    write_quality(name, cfg, result)
+    return result
+
+
+def write_quality(name: str, cfg: dict, result: dict) -> None:
+    from active_learning.selection_quality import quality_markdown
+
     pool = result["seeds"]
     md = [f"# Selection quality vs random: {name}", "",
           f"Data: {result['data']['source']} — pool {result['data']['pool_frames']} frames, rare classes "
@@ -145,12 +153,12 @@ def run_quality(name: str, cfg: dict, args) -> dict:
           f"selects {cfg['budget']} frames; errors = missed + false boxes at IoU 0.5 (predictions with score >= "
           f"{result['config']['score_thresh']}) against the hidden ground truth; near-duplicates = another frame of "
           f"the same selection within {result['config']['near_dup_max_hamming']} bits of a 64-bit pixel dHash.", "",
+          f"Seeds done: {result['seeds_done']} of {result['config']['seeds']} (complete: {result['complete']}).", "",
           quality_markdown(result), "",
           "Pool averages per seed (errors/frame, rare objects/frame, near-dup share): " + "; ".join(
               f"seed {r['seed']}: {r['pool_errors_per_frame']}, {r['pool_rare_objects_per_frame']}, "
               f"{r['pool_near_duplicate_share']}" for r in pool)]
     save(f"active_learning_{name}", {"config_name": name, **result}, "\n".join(md))
-    return result
 
 
 def main() -> None:
