@@ -79,6 +79,8 @@ class LabelStudioConfig:
     chunk_size: int
     reconcile_every: int
     class_names: tuple[str, ...]
+    timeout_s: float = TIMEOUT_S
+    retries: int = RETRIES
 
     def __post_init__(self) -> None:
         if self.image_root is not None and not isinstance(self.image_root, Path):
@@ -105,6 +107,8 @@ class LabelStudioConfig:
             chunk_size=chunk_size,
             reconcile_every=int(settings["labelstudio.reconcile_every"]),
             class_names=tuple(class_names_from_settings(settings)),
+            timeout_s=float(settings["labelstudio.timeout_s"]),
+            retries=int(settings["labelstudio.retries"]),
         )
 
 
@@ -377,7 +381,7 @@ def _detail(response) -> str:
 
 
 def client_from_config(config: LabelStudioConfig) -> LabelStudioClient:
-    return LabelStudioClient(config.url, config.token)
+    return LabelStudioClient(config.url, config.token, timeout=config.timeout_s, retries=config.retries)
 
 
 # --------------------------------------------------------------------------------------------

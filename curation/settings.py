@@ -105,6 +105,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("labelstudio.image_base_url", None, "Instead of local files: base URL under which frame paths are served (needs CORS).", _parse_optional_str),
     Setting("labelstudio.chunk_size", 500, "Tasks per import call.", int),
     Setting("labelstudio.reconcile_every", 4, "Every Nth pull is a full reconcile (catches deletions).", int),
+    Setting("labelstudio.timeout_s", 120.0, "Seconds one Label Studio request may take before it counts as failed (and is retried).", float),
+    Setting("labelstudio.retries", 4, "Retries of a request that failed with 5xx/429/timeout/dropped connection (backoff 0.5, 1, 2, 4 s ...).", int),
     Setting("labelstudio.relabel_project", None, "Project for frames sent back for relabeling (error correction); default: '<project> relabel'.", _parse_optional_str),
     # export
     Setting("export.dir", "datasets", "Where dataset versions are written (relative to state_dir unless absolute).", str),
