@@ -46,11 +46,14 @@ def _settings():
     return load_settings()
 
 
-def test_refresh_runs_every_stage_and_records_it(refresh_env):
+def test_refresh_runs_every_stage_and_records_it(refresh_env, catalog_url, monkeypatch):
+    """On SQLite and on a real PostgreSQL server (catalog_url is parametrized over both)."""
     from curation.refresh import refresh
 
     tmp_path, inbox, _ = refresh_env
+    monkeypatch.setenv("BELTCURATE_CATALOG_URL", catalog_url)
     settings = _settings()
+    assert settings.catalog_url == catalog_url
     catalog = Catalog(settings.catalog_url)
     summary = refresh(catalog, settings)
     assert summary.status == "success"
