@@ -62,8 +62,7 @@ def synth_data(frames: int, cache: Path) -> Path:
 
 
 def run_curve(name: str, cfg: dict, args) -> dict:
-    from active_learning.simulate import (SimConfig, file_lock, plot_curves, prepare_data, run_simulation,
-                                          summary_markdown)
+    from active_learning.simulate import SimConfig, file_lock, prepare_data, run_simulation
 
     data_path = synth_data(cfg["synth_frames"], Path(args.cache))
     data = prepare_data(data_path, test_frames=cfg["test_frames"], pool_frames=cfg["pool_frames"])
@@ -120,7 +119,7 @@ def write_curve(name: str, results: dict, png: Path) -> None:
 
 
 def run_quality(name: str, cfg: dict, args) -> dict:
-    from active_learning.selection_quality import quality_markdown, run_selection_quality
+    from active_learning.selection_quality import run_selection_quality
     from active_learning.simulate import file_lock, prepare_data
 
     if cfg.get("data") == "trashnet":
