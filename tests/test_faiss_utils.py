@@ -32,7 +32,8 @@ def clustered(rng: np.random.Generator, n: int, d: int, n_clusters: int = 5, sig
 
 def brute_trace(x: np.ndarray, k: int, init: np.ndarray | None, first: int | None):
     """Brute-force farthest-first in float64, with the gap between the best and second-best
-    candidate at each step (a gap under float32 rounding makes either pick correct)."""
+    candidate at each step (k-center works in float64 too, so only a gap at float64 rounding
+    level may make either pick correct)."""
     x64 = x.astype(np.float64)
     dist = np.full(len(x), np.inf) if init is None else init.astype(np.float64).copy()
     picked = np.zeros(len(x), bool)
@@ -48,11 +49,11 @@ def brute_trace(x: np.ndarray, k: int, init: np.ndarray | None, first: int | Non
             gaps.append(masked[order[0]] - second)
         rows.append(pick)
         picked[pick] = True
-        dist = np.minimum(dist, ((x64 - x64[pick]) ** 2).sum(axis=1) / 2.0)
+        dist = np.minimum(dist, 1.0 - x64 @ x64[pick])  # cosine distance, the documented metric
     return np.array(rows), np.array(gaps)
 
 
-def assert_same_until_near_tie(ours: np.ndarray, rows: np.ndarray, gaps: np.ndarray, tol: float = 1e-5) -> None:
+def assert_same_until_near_tie(ours: np.ndarray, rows: np.ndarray, gaps: np.ndarray, tol: float = 1e-9) -> None:
     """Rows must be equal up to (and excluding) the first step whose best-vs-second gap is a near tie."""
     near = np.flatnonzero(gaps < tol)
     stop = int(near[0]) if len(near) else len(rows)

@@ -106,6 +106,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--naive-repeats", type=int, default=1)
     parser.add_argument("--naive-max", type=int, default=100_000, help="Largest n the naive reference runs at.")
+    parser.add_argument("--large-budget-fraction", type=float, default=0.05,
+                        help="Also run hybrid at this budget on the largest n (0 = skip).")
     parser.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "beltcurate-selection-bench")
     parser.add_argument("--render-only", action="store_true",
@@ -144,6 +146,10 @@ def main() -> None:
                     repeats = args.repeats if n <= SMALL else args.naive_repeats  # minutes per naive run above
                     entry["naive"][strategy] = measure(data, strategy, budget, repeats, True, rows_dir)
                     entry["comparison"][strategy] = compare(entry["strategies"][strategy], entry["naive"][strategy])
+        if n == max(args.sizes) and args.large_budget_fraction and "hybrid" in args.strategies:
+            large = max(1, int(round(args.large_budget_fraction * n)))
+            print(f"n={n:,} hybrid at budget {large:,} (candidates above the exact range-search limit: IVF)")
+            entry["hybrid_large_budget"] = measure(data, "hybrid", large, args.repeats, False, rows_dir)
         entry["dedupe"] = worker("dedupe", "--data", str(data), "--budget", str(budget))
         print(f"  dedupe recall {entry['dedupe']['recall']}, precision {entry['dedupe']['precision']}", flush=True)
         results["sizes"][str(n)] = entry
@@ -172,6 +178,12 @@ def markdown(results: dict) -> str:
                 f"| {int(n):,} | {entry['budget']:,} | {name} | {run['seconds']:.2f} | {run['peak_rss_mb']:.0f} | "
                 f"{run['planted_duplicate_pairs_selected']} | not run | | |"
             )
+    for n, entry in results["sizes"].items():
+        large = entry.get("hybrid_large_budget")
+        if large:
+            lines.append(f"| {int(n):,} | {large['budget']:,} | hybrid (budget {large['budget'] / int(n):.0%}: IVF dedupe) | "
+                         f"{large['seconds']:.2f} | {large['peak_rss_mb']:.0f} | {large['planted_duplicate_pairs_selected']} | "
+                         f"not run | | |")
     lines += ["", "Near-duplicate collapse (hybrid's stages alone; recall over planted groups: temporal groups over "
               "the whole pool, scattered groups among the prefiltered candidates):", "",
               "| n | temporal s | global s (candidates) | temporal groups found | scattered groups found | recall | precision |",
