@@ -240,8 +240,8 @@ class SimConfig:
     arch: str = "fcos_mnv3s"
     input_size: tuple[int, int] = (256, 192)
     batch_size: int = 8
-    initial_iters: int = 1500
-    finetune_iters: int = 120
+    initial_iters: int = 300
+    finetune_iters: int = 50
     lr: float = 2e-3
     finetune_lr: float = 1e-3
     uncertainty: str = "entropy_sum"

@@ -24,7 +24,7 @@ def _csv(_ctx, _param, value: str) -> list[str]:
               help="Frames held out for evaluation (whole sequences; a YOLO 'test' split is used as is).")
 @click.option("--pool-frames", type=int, help="Cap the pool the strategies choose from (whole sequences).")
 @click.option("--initial-iters", default=300, show_default=True, help="Round-0 training iterations from scratch.")
-@click.option("--finetune-iters", default=60, show_default=True,
+@click.option("--finetune-iters", default=50, show_default=True,
               help="Warm-started iterations per round (the same for every strategy).")
 @click.option("--arch", default="fcos_mnv3s", show_default=True, help="Detector architecture (see 'beltcurate train').")
 @click.option("--input-size", default="256x192", show_default=True, help="Detector input WIDTHxHEIGHT.")
@@ -32,7 +32,7 @@ def _csv(_ctx, _param, value: str) -> list[str]:
 @click.option("--out", "out_dir", default="simulation", show_default=True, type=click.Path(file_okay=False),
               help="Folder for results.json, curves.png and per-round checkpoints.")
 @click.option("--cpu-lock", type=click.Path(dir_okay=False),
-              help="flock file taken around each train/evaluate/score step (machines shared with other jobs).")
+              help="flock file held during each round's training and evaluation (machines shared with other jobs).")
 @json_option
 @pass_app
 def simulate(app, data_path, strategies, rounds, budget, seeds, initial, test_frames, pool_frames, initial_iters,
