@@ -19,7 +19,9 @@ Pure functions over arrays; ``run_selection_quality`` is the loop that trains an
 from __future__ import annotations
 
 import os
+import json
 import time
+from types import SimpleNamespace
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -214,10 +216,18 @@ def run_selection_quality(data, strategies: Sequence[str], *, seeds: Sequence[in
         labeled[rng.choice(n_pool, size=seed_frames, replace=False)] = True
         train_json = write_coco_subset(data, data.pool_ids[labeled], work / f"seed{seed}" / "seed_split.json")
         ckpt = work / f"seed{seed}" / "detector.pt"
-        log(f"seed {seed}: training on {seed_frames} frames ({train_iters} iterations)")
-        with step_lock():
-            summary = train_detector(train_json, data.image_root, ckpt, arch=arch, max_iters=train_iters, seed=seed,
-                                     batch_size=batch_size, input_size=input_size, classes=data.classes)
+        summary_path = ckpt.with_suffix(".train.json")
+        if ckpt.is_file() and summary_path.is_file():
+            # the same seed split and settings were trained to completion before (an interrupted
+            # run): reuse that detector; delete the work folder to retrain
+            log(f"seed {seed}: reusing {ckpt}")
+            summary = SimpleNamespace(**{k: v for k, v in json.loads(summary_path.read_text()).items() if k == "seconds"})
+        else:
+            log(f"seed {seed}: training on {seed_frames} frames ({train_iters} iterations)")
+            with step_lock():
+                summary = train_detector(train_json, data.image_root, ckpt, arch=arch, max_iters=train_iters, seed=seed,
+                                         batch_size=batch_size, input_size=input_size, classes=data.classes)
+            summary_path.write_text(json.dumps({"seconds": summary.seconds}))
         with step_lock():
             scores = score_pool(ckpt, data, config)
         truth = frame_truth(scores.predictions, gt, rare_ids, score_thresh=score_thresh)

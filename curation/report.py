@@ -127,7 +127,7 @@ def build_report(catalog: Catalog, run_id: int, out_dir: Path) -> ReportFiles:
     mix = pd.DataFrame({
         "predicted (this run)": pd.Series(class_counts(this_run.boxes), dtype=float),
         "selected": pd.Series(class_counts(preds[preds.frame_id.isin(selected_ids)].boxes) if len(preds) else {}, dtype=float),
-        "new labels": pd.Series(class_counts(b for b, _, c, _ in new_labels if c >= start), dtype=float),
+        "new labels": pd.Series(class_counts(b for b, _, c, _ in new_labels if previous_start is None or c >= previous_start), dtype=float),
     }).fillna(0)
     if len(mix):
         share = mix / mix.sum().replace(0, 1)
@@ -164,7 +164,7 @@ def build_report(catalog: Catalog, run_id: int, out_dir: Path) -> ReportFiles:
         axes[1].set_title("Lead time per frame (s)")
         plots.append(_save(fig, out_dir / "labeling.png"))
         facts["labeled_total"] = int(len(labels))
-        facts["labeled_this_run"] = int((labels.created_at >= start).sum())
+        facts["labeled_since_previous_run"] = int((labels.created_at >= previous_start).sum()) if previous_start else int(len(labels))
         facts["median_lead_time_s"] = float(labels.lead_time_s.median()) if labels.lead_time_s.notna().any() else None
 
     # 5. dataset version diff (newest vs its parent, from the manifest written by the exporter)
@@ -178,6 +178,9 @@ def build_report(catalog: Catalog, run_id: int, out_dir: Path) -> ReportFiles:
     with catalog.session() as session:
         run = session.get(Run, run_id)
         facts["status"] = run.status
+        if run.status == "running":  # built by the refresh's own report stage
+            others = [st.get("status") for name, st in (run.stages or {}).items() if name != "report"]
+            facts["status"] = "all stages finished" if all(st in ("done", "skipped") for st in others) else "in progress"
         facts["stages"] = run.stages
         facts["scoring_runs"] = session.scalar(select(func.count()).select_from(ScoringRun))
 
@@ -214,7 +217,7 @@ def _markdown(facts: dict, plots: list[Path]) -> str:
     lines += ["", f"- frames scored this run: {facts['scored_this_run']}",
               f"- mean uncertainty this run: {_fmt(facts['mean_uncertainty_this_run'])} (before: {_fmt(facts['mean_uncertainty_before'])})"]
     if "labeled_total" in facts:
-        lines += [f"- labels from Label Studio: {facts['labeled_total']} in total, {facts['labeled_this_run']} this run; "
+        lines += [f"- labels from Label Studio: {facts['labeled_total']} in total, {facts['labeled_since_previous_run']} since the previous run; "
                   f"median lead time {_fmt(facts['median_lead_time_s'])} s"]
     if facts.get("dataset_versions"):
         newest = facts["dataset_versions"][-1]

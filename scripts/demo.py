@@ -67,10 +67,11 @@ def beltcurate(*args: str) -> dict:
     return json.loads(done.stdout) if done.stdout.strip() else {}
 
 
-def arrive(fraction_lo: float, fraction_hi: float) -> int:
-    """Copy a slice of the synthetic sequences into the inbox, as a week of camera uploads."""
+def arrive(week: int) -> int:
+    """Copy a week of camera uploads into the inbox: week 1 gets two of every three belt
+    sequences of every site and camera, week 2 the rest."""
     sequences = sorted({p.parent for p in (SOURCE / "images").rglob("*.jpg")})
-    chosen = sequences[int(len(sequences) * fraction_lo): int(len(sequences) * fraction_hi)]
+    chosen = [seq for k, seq in enumerate(sequences) if (k % 3 == 2) == (week == 2)]
     n = 0
     for folder in chosen:
         target = INBOX / folder.relative_to(SOURCE / "images")
@@ -162,14 +163,14 @@ def main() -> None:
     print(f"    Label Studio {ls.get('url')} is up")
 
     print("\nweek 1: frames arrive, the detector scores them, the most useful go to Label Studio")
-    print(f"    {arrive(0.0, 0.7)} new frames in the inbox")
+    print(f"    {arrive(1)} new frames in the inbox")
     show_stages(beltcurate("refresh"))
 
     print("\nannotators label the pushed tasks")
     print(f"    {annotate_pushed_tasks()} tasks labeled")
 
     print("\nweek 2: more frames; labels come back; a dataset version is exported")
-    print(f"    {arrive(0.7, 1.0)} new frames in the inbox")
+    print(f"    {arrive(2)} new frames in the inbox")
     week2 = beltcurate("refresh")
     show_stages(week2)
 
