@@ -102,23 +102,34 @@ def results_from_detections(frame_ids: Sequence[int], detections: Sequence, clas
     return results
 
 
-def score_images(detector, frame_ids: Sequence[int], images: Sequence[np.ndarray],
-                 config: ScoringConfig) -> list[FrameResult]:
-    """The per-batch function both engines run: predict (and flip-TTA), then score."""
+def predict_batch(detector, images: Sequence[np.ndarray], config: ScoringConfig) -> tuple[list, list | None]:
+    """The model half of a batch: detections, plus the flipped pass mapped back when TTA is on."""
     detections = detector.predict(list(images))
     flipped = None
     if config.tta_flip:
         mirrored = detector.predict([np.ascontiguousarray(image[:, ::-1]) for image in images])
         flipped = [det.hflip(image.shape[1]) for det, image in zip(mirrored, images)]
+    return detections, flipped
+
+
+def score_images(detector, frame_ids: Sequence[int], images: Sequence[np.ndarray],
+                 config: ScoringConfig) -> list[FrameResult]:
+    """The per-batch function both engines run: predict (and flip-TTA), then score."""
+    detections, flipped = predict_batch(detector, images, config)
     return results_from_detections(frame_ids, detections, detector.classes, config, flipped)
 
 
 # ----------------------------------------------------------------------------- local engine
 class _FrameDataset:
-    """(frame_id, path) -> (frame_id, HxWx3 uint8 or None, error); decoding runs in DataLoader workers."""
+    """(frame_id, path) -> (frame_id, image or None, error); decoding runs in DataLoader workers.
 
-    def __init__(self, frames: Sequence[tuple[int, str]]):
+    ``prepare`` (the detector's optional ``prepare`` method) converts the decoded ``HxWx3`` uint8
+    array into the model's input in the worker too, off the forward pass's critical path.
+    """
+
+    def __init__(self, frames: Sequence[tuple[int, str]], prepare=None):
         self.frames = list(frames)
+        self.prepare = prepare
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -129,35 +140,63 @@ class _FrameDataset:
 
         frame_id, path = self.frames[index]
         try:
-            return frame_id, read_rgb(path), None
+            image = read_rgb(path)
         except (InputError, OSError) as exc:
             return frame_id, None, str(exc)
+        return frame_id, (self.prepare(image) if self.prepare is not None else image), None
 
 
 def _collate(items):
     return items
 
 
-def _score_decoded(detector, items, config: ScoringConfig) -> list[FrameResult]:
+def _split_decoded(items) -> tuple[list[int], list[np.ndarray], list[FrameResult]]:
     good = [(frame_id, image) for frame_id, image, error in items if image is not None]
-    results = score_images(detector, [f for f, _ in good], [img for _, img in good], config) if good else []
     failed = [FrameResult(int(frame_id), [], {}, 0.0, None, error) for frame_id, image, error in items if image is None]
-    return results + failed
+    return [f for f, _ in good], [img for _, img in good], failed
+
+
+def _score_decoded(detector, items, config: ScoringConfig) -> list[FrameResult]:
+    frame_ids, images, failed = _split_decoded(items)
+    return (score_images(detector, frame_ids, images, config) if frame_ids else []) + failed
 
 
 def iter_local(detector, frames: Sequence[tuple[int, str]], config: ScoringConfig) -> Iterator[list[FrameResult]]:
-    """Score ``frames`` (frame_id, path) in order, one list of results per batch."""
+    """Score ``frames`` (frame_id, path) in order, one list of results per batch.
+
+    Three stages overlap: DataLoader worker processes decode batch k+1, the main thread runs the
+    forward of batch k, and a helper thread turns batch k-1's detections into results (numpy work
+    that fills the gaps the forward's single-threaded Python glue leaves on the other core).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch
     from torch.utils.data import DataLoader
 
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
-    loader = DataLoader(_FrameDataset(frames), batch_size=config.batch_size, shuffle=False,
+    # Flip-TTA mirrors the decoded arrays, so it keeps numpy inputs; otherwise workers prepare tensors.
+    prepare = getattr(detector, "prepare", None) if config.workers > 0 and not config.tta_flip else None
+    loader = DataLoader(_FrameDataset(frames, prepare), batch_size=config.batch_size, shuffle=False,
                         num_workers=config.workers, collate_fn=_collate,
                         prefetch_factor=4 if config.workers > 0 else None,
                         persistent_workers=False)
-    for items in loader:
-        yield _score_decoded(detector, items, config)
+
+    def finish(frame_ids, detections, flipped, failed) -> list[FrameResult]:
+        results = results_from_detections(frame_ids, detections, detector.classes, config, flipped) if frame_ids else []
+        return results + failed
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="beltcurate-score") as helper:
+        pending = None
+        for items in loader:
+            frame_ids, images, failed = _split_decoded(items)
+            detections, flipped = predict_batch(detector, images, config) if frame_ids else ([], None)
+            submitted = helper.submit(finish, frame_ids, detections, flipped, failed)
+            if pending is not None:
+                yield pending.result()
+            pending = submitted
+        if pending is not None:
+            yield pending.result()
 
 
 # ----------------------------------------------------------------------------- Ray engine

@@ -96,3 +96,23 @@ def test_committed_demo_detector_reaches_map50_on_unseen_frames(tmp_path):
     generate(tmp_path / "unseen", SynthConfig(frames=200, seed=123))
     result = evaluate(DEMO_CHECKPOINT, tmp_path / "unseen" / "annotations.json", tmp_path / "unseen" / "images")
     assert result["map50"] >= 0.6, result
+
+
+def test_train_and_evaluate_commands(synth_small, tmp_path, settings_env):
+    from click.testing import CliRunner
+
+    from curation.cli import main
+
+    out = tmp_path / "cli.pt"
+    trained = CliRunner().invoke(main, ["train", "--data", str(synth_small), "--out", str(out), "--max-iters", "2",
+                                        "--batch-size", "2", "--input-size", "128x96", "--json"])
+    assert trained.exit_code == 0, trained.output
+    assert json.loads(trained.output)["iterations"] == 2 and out.exists()
+    evaluated = CliRunner().invoke(main, ["evaluate", "--model", str(DEMO_CHECKPOINT), "--data", str(synth_small),
+                                          "--limit", "16", "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    result = json.loads(evaluated.output)
+    assert result["n_images"] == 16 and 0.0 < result["map50"] <= 1.0
+    bad = CliRunner().invoke(main, ["train", "--data", str(synth_small), "--out", str(out), "--epochs", "1",
+                                    "--input-size", "big"])
+    assert bad.exit_code == 1 and "WIDTHxHEIGHT" in bad.output

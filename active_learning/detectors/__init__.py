@@ -85,7 +85,11 @@ class Detections:
 
 @runtime_checkable
 class Detector(Protocol):
-    """What the scoring engine needs from a detector."""
+    """What the scoring engine needs from a detector.
+
+    Optional: ``prepare(image) -> object`` converting one ``HxWx3`` uint8 array into whatever
+    ``predict`` also accepts; the engine then calls it in its decode workers, off the forward path.
+    """
 
     model_version: str
     classes: list[str]

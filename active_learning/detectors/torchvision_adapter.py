@@ -367,10 +367,19 @@ class _EmbeddingHook:
 
 
 # ----------------------------------------------------------------------------- the adapter
-def images_to_tensors(images: Sequence[np.ndarray]) -> list[torch.Tensor]:
-    """``HxWx3`` uint8 RGB arrays -> ``3xHxW`` float32 tensors in [0, 1] (what torchvision expects)."""
+def images_to_tensors(images: Sequence) -> list[torch.Tensor]:
+    """``HxWx3`` uint8 RGB arrays -> ``3xHxW`` float32 tensors in [0, 1] (what torchvision expects).
+
+    Items that are already such tensors (from ``TorchvisionDetector.prepare``) pass through.
+    """
     tensors = []
     for image in images:
+        if isinstance(image, torch.Tensor):
+            if image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
+                raise InputError(f"prepared detector input must be a 3xHxW float tensor, got {tuple(image.shape)} "
+                                 f"{image.dtype}")
+            tensors.append(image)
+            continue
         array = np.asarray(image)
         if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
             raise InputError(f"detector input must be HxWx3 uint8 RGB, got shape {array.shape} dtype {array.dtype}")
@@ -404,7 +413,13 @@ class TorchvisionDetector:
         with torch.inference_mode():
             return self.model([t.to(self.device) for t in tensors])
 
+    def prepare(self, image: np.ndarray) -> torch.Tensor:
+        """``HxWx3`` uint8 -> the ``3xHxW`` float tensor ``predict`` also accepts. The scoring engine
+        calls this in its decode workers, so the conversion overlaps the forward pass."""
+        return images_to_tensors([image])[0]
+
     def predict(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """``images``: ``HxWx3`` uint8 RGB arrays, or tensors from ``prepare``."""
         if len(images) == 0:
             return []
         outputs = self.forward_tensors(images_to_tensors(images))
