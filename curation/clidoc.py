@@ -23,12 +23,25 @@ def _walk(command: click.Command, path: list[str]):
             yield from _walk(command.commands[name], [*path, name])
 
 
+def _context(path: list[str]) -> tuple[click.Command, click.Context]:
+    """The context chain a real invocation builds, so subcommands inherit the group's settings
+    (``-h``/``--help``, width) exactly as they do on the command line."""
+    from curation.cli import main
+
+    command: click.Command = main
+    ctx = main.make_context(path[0], ["--help"], resilient_parsing=True, terminal_width=100, max_content_width=100)
+    for name in path[1:]:
+        command = command.commands[name]  # type: ignore[attr-defined]
+        ctx = click.Context(command, info_name=name, parent=ctx)
+    return command, ctx
+
+
 def command_reference() -> str:
     from curation.cli import main
 
     parts = []
-    for path, command in _walk(main, ["beltcurate"]):
-        ctx = click.Context(command, info_name=" ".join(path), terminal_width=100, max_content_width=100)
+    for path, _ in _walk(main, ["beltcurate"]):
+        command, ctx = _context(path)
         parts.append(f"### `{' '.join(path)}`\n\n```text\n{command.get_help(ctx).rstrip()}\n```\n")
     return "\n".join(parts)
 
