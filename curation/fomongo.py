@@ -20,7 +20,6 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from curation.errors import ServiceError
+from curation.processes import pid_alive as _pid_alive
+from curation.processes import free_port
 
 # wiredTiger takes half the RAM by default; 0.25 GB is plenty for review datasets of 100k frames
 # and keeps a test mongod at ~130 MB RSS. Raise it for datasets of millions of samples.
@@ -42,10 +43,6 @@ FIFTYONE_ENV_DEFAULTS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def mongod_binary() -> Path:
@@ -77,14 +74,6 @@ def ping(uri: str, timeout_s: float = 1.0) -> bool:
         client.close()
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass

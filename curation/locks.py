@@ -18,18 +18,11 @@ from sqlalchemy.exc import IntegrityError
 
 from curation.catalog import Catalog, Lock, utcnow
 from curation.errors import LockError
+from curation.processes import pid_alive as _pid_alive
 
 log = logging.getLogger(__name__)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
 
 
 def acquire(catalog: Catalog, name: str, *, run_id: int | None = None) -> Lock:

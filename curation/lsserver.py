@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from curation.errors import ServiceError
+from curation.processes import pid_alive
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_VENV = REPO / ".venv-labelstudio"
@@ -80,20 +81,6 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped) is not alive
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def _cmdline(pid: int) -> str:

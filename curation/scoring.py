@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 
 from curation.catalog import Catalog, Frame, ModelVersion, Prediction, ScoringRun, utcnow
 from curation.errors import InputError
+from curation.processes import pid_alive as _pid_alive
 
 Advance = Callable[[int], None]
 MAX_REPORTED_FAILURES = 10
@@ -101,14 +102,6 @@ def ensure_model_version(catalog: Catalog, *, name: str, arch: str, classes: Seq
         return row
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _close_stale_runs(catalog: Catalog, model_version_id: int) -> None:

@@ -35,6 +35,7 @@ from curation.progress import Advance, _noop
 from exporters.base import CHUNK_BYTES, IMAGES_DIR, FileDigest
 from exporters.splits import SPLITS, SplitPlanner, validate_fractions
 from exporters.types import EMPTY_FRAME, MISSING_IMAGE, UNKNOWN_CLASS, LabeledImage, Problem, check_image, labels_hash
+from curation.processes import pid_alive as _pid_alive
 
 MANIFEST = "manifest.json"
 FRAMES = "frames.jsonl"
@@ -103,14 +104,6 @@ def version_file_name(frame_id: int, image_path: str) -> str:
     return f"{int(frame_id):08d}-{safe}.{suffix.lower()}"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def remove_stale_temps(root: Path) -> list[str]:

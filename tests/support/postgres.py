@@ -10,12 +10,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from curation.processes import free_port
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _bin(name: str) -> str:
