@@ -120,6 +120,18 @@ def score_images(detector, frame_ids: Sequence[int], images: Sequence[np.ndarray
 
 
 # ----------------------------------------------------------------------------- local engine
+def _die_with_parent(_worker_id: int) -> None:
+    """Decode workers end when the scoring process does, even on SIGKILL (Linux prctl
+    PR_SET_PDEATHSIG); a worker blocked on a full queue would otherwise wait forever."""
+    import ctypes
+    import signal
+    import sys
+
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class _FrameDataset:
     """(frame_id, path) -> (frame_id, image or None, error); decoding runs in DataLoader workers.
 
@@ -180,7 +192,7 @@ def iter_local(detector, frames: Sequence[tuple[int, str]], config: ScoringConfi
     loader = DataLoader(_FrameDataset(frames, prepare), batch_size=config.batch_size, shuffle=False,
                         num_workers=config.workers, collate_fn=_collate,
                         prefetch_factor=4 if config.workers > 0 else None,
-                        persistent_workers=False)
+                        persistent_workers=False, worker_init_fn=_die_with_parent)
 
     def finish(frame_ids, detections, flipped, failed) -> list[FrameResult]:
         results = results_from_detections(frame_ids, detections, detector.classes, config, flipped) if frame_ids else []
