@@ -68,6 +68,14 @@ class IngestSummary:
     def files_per_s(self) -> float:
         return self.scanned / self.seconds if self.seconds else 0.0
 
+    def add(self, other: "IngestSummary") -> None:
+        """Fold another part's counts into this one (seconds are the caller's to set)."""
+        for name in ("scanned", "new", "duplicate", "already_known", "quarantined", "skipped_other"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for reason, n in other.quarantine_reasons.items():
+            self.quarantine_reasons[reason] = self.quarantine_reasons.get(reason, 0) + n
+        self.new_frame_ids.extend(other.new_frame_ids)
+
     def as_dict(self) -> dict:
         out = asdict(self)
         out.pop("new_frame_ids")
@@ -394,12 +402,7 @@ def ingest_tree(
                 settings, site=site or site_dir.name, line=line, camera=camera or camera_dir.name,
                 workers=workers, video_stride=video_stride,
             )
-            part = ingest(catalog, camera_dir, options, advance=advance)
-            for name in ("scanned", "new", "duplicate", "already_known", "quarantined", "skipped_other"):
-                setattr(total, name, getattr(total, name) + getattr(part, name))
-            for reason, n in part.quarantine_reasons.items():
-                total.quarantine_reasons[reason] = total.quarantine_reasons.get(reason, 0) + n
-            total.new_frame_ids.extend(part.new_frame_ids)
+            total.add(ingest(catalog, camera_dir, options, advance=advance))
     total.seconds = time.perf_counter() - started
     return total
 

@@ -74,9 +74,7 @@ def stage_ingest(ctx: RefreshContext) -> dict:
     total = IngestSummary()
     for raw in inputs:
         path = ctx.settings.resolve_path(raw)
-        part = ingest_tree(ctx.catalog, ctx.settings, path, site_from_path=ctx.settings["refresh.site_from_path"])
-        for name in ("scanned", "new", "duplicate", "already_known", "quarantined"):
-            setattr(total, name, getattr(total, name) + getattr(part, name))
+        total.add(ingest_tree(ctx.catalog, ctx.settings, path, site_from_path=ctx.settings["refresh.site_from_path"]))
     return {k: v for k, v in total.as_dict().items() if k in ("scanned", "new", "duplicate", "quarantined")}
 
 
