@@ -93,7 +93,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("select.dedupe_threshold", 0.05, "Cosine distance under which two frames are near-duplicates.", float),
     Setting("select.temporal_window_s", 2.0, "Frames of one camera closer than this in time are dedupe candidates.", float),
     Setting("select.min_distance_to_labeled", 0.0, "Exclude frames closer than this (cosine distance) to a labeled frame; 0 = off.", float),
-    Setting("select.diversity", "kcenter", "hybrid: diversity step over the prefiltered frames: kcenter (farthest-first), kmeanspp (randomized) or none.", str),
+    Setting("select.diversity", "kmeans", "hybrid: diversity step over the prefiltered frames: kmeans (most uncertain frame of each of budget clusters), kcenter (farthest-first from the labeled set), kmeanspp (randomized) or none.", str),
     Setting("select.dedupe_method", "auto", "Global near-duplicate search: exact (flat), ivf (approximate) or auto (exact up to 65,536 candidates).", str),
     Setting("select.clusters", 0, "cluster: number of k-means clusters (0 = about budget/10, 2..256).", int),
     Setting("select.class_min_score", 0.3, "A predicted box counts toward its class (rare quota, balance) from this score up.", float),

@@ -27,7 +27,12 @@ def test_no_two_picks_from_one_planted_group(synthetic):
     assert planted_duplicates(synthetic.group, hybrid.pool_rows) == 0
     assert hybrid.stats["near_duplicates_collapsed"] > 0
     assert hybrid.stats["temporal_pairs"] > 0 and hybrid.stats["global_pairs"] > 0
-    # k-center alone avoids near-copies too; without it, only the dedupe stages stand guard
+    # without the dedupe stages, k-center still avoids near-copies; k-means (one pick per cluster)
+    # avoids most of them; with neither, the picks are full of them
+    alone = {diversity: planted_duplicates(synthetic.group, select(pool, 300, "hybrid", seed=0, diversity=diversity,
+                                                                    dedupe_threshold=0.0).pool_rows)
+             for diversity in ("kcenter", "kmeans", "none")}
+    assert alone["kcenter"] <= 3 and alone["kmeans"] * 4 < alone["none"], alone
     undiversified = select(pool, 300, "hybrid", seed=0, diversity="none")
     assert planted_duplicates(synthetic.group, undiversified.pool_rows) == 0
     # plain top-k falls for the repeated uncertain items
@@ -72,6 +77,11 @@ def test_diversity_spreads_picks_over_clusters(synthetic):
     assert np.median(nearest(kcenter.pool_rows)) < np.median(nearest(none.pool_rows))
     kpp = select(pool, 60, "hybrid", diversity="kmeanspp", **common)
     assert len(kpp) == 60
+    kmeans = select(pool, 60, "hybrid", diversity="kmeans", **common)
+    assert len(set(kmeans.pool_rows.tolist())) == 60
+    assert np.median(nearest(kmeans.pool_rows)) < np.median(nearest(none.pool_rows))
+    # one pick per cluster, the most uncertain of its cluster: more uncertain than farthest-first
+    assert pool.uncertainty[kmeans.pool_rows].mean() > pool.uncertainty[kcenter.pool_rows].mean()
 
 
 def test_near_duplicates_of_labeled_frames_are_not_selected():
@@ -123,7 +133,7 @@ def test_ivf_dedupe_method_runs_and_keeps_the_contract(synthetic):
     ({"prefilter_factor": 0.5}, "prefilter_factor must be >= 1"),
     ({"explore_fraction": 1.5}, "explore_fraction must be between 0 and 1"),
     ({"explore_fraction": 0.6, "rare_quota": 0.6}, "must be <= 1"),
-    ({"diversity": "dpp"}, "valid: kcenter, kmeanspp, none"),
+    ({"diversity": "dpp"}, "valid: kcenter, kmeans, kmeanspp, none"),
     ({"dedupe_threshold": 3.0}, "dedupe_threshold"),
 ])
 def test_bad_parameters(params, message):

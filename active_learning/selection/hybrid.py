@@ -8,8 +8,12 @@ Stages, ordered so that nothing O(N^2) touches the whole pool:
 2. uncertainty prefilter: the ``prefilter_factor x budget`` most uncertain survivors, plus the
    ``prefilter_factor x rare quota`` most uncertain survivors with a predicted rare class;
 3. global near-duplicate collapse among those candidates (FAISS range search);
-4. diversity: k-center greedy (or k-means++ seeding) over the uncertain candidates, seeded with
-   the labeled frames, so picks fill the gaps of the labeled set;
+4. diversity over the uncertain candidates (``diversity``):
+   ``kmeans`` (default): k-means with one cluster per pick over the candidates, and the most
+   uncertain frame of each cluster (diverse mini-batch active learning, Zhdanov 2019): picks stay
+   as uncertain as possible while near-copies share a cluster and cannot both be picked;
+   ``kcenter``: k-center greedy seeded with the labeled frames, so picks fill the gaps of the
+   labeled set (farthest-first: drawn to outliers); ``kmeanspp``: its randomized cousin;
 5. rare-class quota: if fewer than ``rare_quota x budget`` picks have a predicted rare class, the
    rest of the quota comes from the rare candidates (k-center again, seeded with labeled + picked);
    an unused quota goes back to the diversity stage;
@@ -31,7 +35,7 @@ from active_learning.selection.base import DEFAULT_RARE_CLASSES, Picks, Pool, st
 from active_learning.selection.strategies import top_uncertain
 from curation.errors import InputError
 
-DIVERSITY_METHODS = ("kcenter", "kmeanspp", "none")
+DIVERSITY_METHODS = ("kmeans", "kcenter", "kmeanspp", "none")
 # Exploration draws are checked against the picks in batches of this many (one FAISS search each).
 _EXPLORE_BATCH = 1_024
 
@@ -49,11 +53,11 @@ def hybrid_strategy(
     rare_classes: tuple[str, ...] = DEFAULT_RARE_CLASSES,
     dedupe_threshold: float = 0.05,
     temporal_window_s: float = 2.0,
-    diversity: str = "kcenter",
+    diversity: str = "kmeans",
     dedupe_method: str = "auto",
 ) -> Picks:
-    """See the module docstring. Score: the k-center distance at pick time for diverse and rare
-    picks (NaN for a first pick without labeled frames, exploration and fill)."""
+    """See the module docstring. Score: the distance to the nearest labeled frame or earlier pick
+    for diverse and rare picks (NaN when there is none, for exploration and for fill)."""
     from active_learning.dedupe import DedupeResult, factorize, global_dedupe, temporal_dedupe
     from active_learning.faiss_utils import nearest_distance
 
@@ -130,7 +134,7 @@ def hybrid_strategy(
         init = to_labeled[np.searchsorted(cand_all, pool_rows)]
         if len(picked()):
             init = np.minimum(init, nearest_distance(emb, emb[picked()], rows=pool_rows))
-        result = _diversity_picks(emb, pool_rows, count, init, diversity, rng)
+        result = _diversity_picks(emb, pool_rows, count, init, diversity, rng, seed)
         add(result.rows, np.where(np.isinf(result.pick_distance), np.nan, result.pick_distance), stage)
 
     # 4. diversity over the uncertain candidates.
@@ -210,9 +214,16 @@ def _rare_mask(pool: Pool, rare_classes) -> np.ndarray | None:
     return (pool.predicted_classes[:, columns] > 0).any(axis=1)
 
 
-def _diversity_picks(emb, pool_rows, count, init, method, rng):
-    from active_learning.faiss_utils import kcenter_greedy, kmeanspp_seeding
+def _diversity_picks(emb, pool_rows, count, init, method, rng, seed):
+    from active_learning.faiss_utils import KCenterResult, kcenter_greedy, kmeans, kmeanspp_seeding
 
+    if method == "kmeans":
+        # pool_rows are sorted most uncertain first, so the first member of a cluster is its most
+        # uncertain; clusters are visited in the order of their best member.
+        _, assign = kmeans(emb, count, rows=pool_rows, seed=seed)
+        _, first = np.unique(assign, return_index=True)
+        best = np.sort(first)[:count]
+        return KCenterResult(pool_rows[best], np.asarray(init, np.float32)[best])
     if method == "kmeanspp":
         return kmeanspp_seeding(emb, count, rows=pool_rows, init_distance=init, rng=rng)
     # pool_rows are sorted most uncertain first: without seeds the first pick is the most uncertain.
