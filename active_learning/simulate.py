@@ -256,8 +256,8 @@ class SimConfig:
 
         if not self.strategies:
             raise InputError("--strategies is empty; name at least one, e.g. random,hybrid")
-        for name in self.strategies:
-            STRATEGIES.get(name)  # UnknownNameError lists the valid names
+        for spec in self.strategies:
+            STRATEGIES.get(parse_strategy(spec)[0])  # UnknownNameError lists the valid names
         UNCERTAINTY.get(self.uncertainty)
         if self.rounds < 1 or self.budget < 1 or self.initial < 1:
             raise InputError("--rounds, --budget and --initial must be at least 1")
@@ -423,6 +423,23 @@ def predicted_class_counts(predictions: Sequence, n_classes: int, min_score: flo
 PREDICTED_CLASS_MIN_SCORE = 0.3
 
 
+def parse_strategy(spec: str) -> tuple[str, dict]:
+    """``"hybrid:diversity=kcenter:rare_quota=0"`` -> ``("hybrid", {"diversity": "kcenter", "rare_quota": 0.0})``:
+    a strategy with its own parameters, so variants of one strategy can run side by side
+    (numbers become floats, everything else stays a string)."""
+    name, *pairs = spec.split(":")
+    params: dict = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"strategy {spec!r}: parameters are key=value after the name, e.g. hybrid:diversity=kcenter")
+        try:
+            params[key] = float(value)
+        except ValueError:
+            params[key] = value
+    return name, params
+
+
 def select_rows(strategy: str, scores: PoolScores | None, labeled_mask: np.ndarray, budget: int, *, seed: int,
                 meta: dict[str, np.ndarray], classes: Sequence[str], uncertainty_name: str = "uncertainty",
                 params: dict | None = None) -> np.ndarray:
@@ -444,7 +461,8 @@ def select_rows(strategy: str, scores: PoolScores | None, labeled_mask: np.ndarr
                     predicted_classes=predicted_class_counts(scores.predictions, len(classes), PREDICTED_CLASS_MIN_SCORE),
                     class_names=list(classes), camera=meta["camera"], captured_at_s=meta["captured_at_s"],
                     eligible=~labeled_mask, uncertainty_name=uncertainty_name)
-    result = STRATEGIES.get(strategy)(pool, budget, seed=seed, **(params or {}))
+    name, spec_params = parse_strategy(strategy)
+    result = STRATEGIES.get(name)(pool, budget, seed=seed, **{**(params or {}), **spec_params})
     rows = np.asarray(result.pool_rows, dtype=np.int64)
     if len(np.unique(rows)) != len(rows) or labeled_mask[rows].any():
         raise RuntimeError(f"strategy {strategy!r} returned duplicate or already-labeled rows")

@@ -144,3 +144,21 @@ def test_pool_cap_takes_whole_sequences(synth_small):
     pool = set(data.pool_ids.tolist())
     for image_id in pool:
         assert members[data.groups[image_id]] <= pool
+
+
+def test_a_strategy_variant_runs_beside_its_default(synth_small, tmp_path):
+    from active_learning.simulate import parse_strategy
+
+    assert parse_strategy("hybrid:diversity=kcenter:rare_quota=0") == ("hybrid", {"diversity": "kcenter", "rare_quota": 0.0})
+    assert parse_strategy("random") == ("random", {})
+    with pytest.raises(InputError, match="key=value"):
+        parse_strategy("hybrid:kcenter")
+    with pytest.raises(UnknownNameError, match="hybrid"):
+        SimConfig(strategies=["best:diversity=kcenter"]).validate()
+    data = prepare_data(synth_small, test_frames=30)
+    variants = ["hybrid", "hybrid:diversity=kcenter"]
+    config = SimConfig(strategies=variants, rounds=1, budget=6, seeds=[0], initial=10, finetune_iters=3, initial_iters=3)
+    results = run_simulation(data, config, tmp_path, backend=ArrayBackend(data))
+    picks = {sel["strategy"]: sel["pool_rows"] for sel in results["selections"]}
+    assert set(picks) == set(variants) and all(len(rows) == 6 for rows in picks.values())
+    assert picks["hybrid"] != picks["hybrid:diversity=kcenter"], "the variant's parameter reached the strategy"
