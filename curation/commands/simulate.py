@@ -15,7 +15,8 @@ def _csv(_ctx, _param, value: str) -> list[str]:
 @click.option("--data", "data_path", required=True, type=click.Path(exists=True),
               help="Labeled set: COCO file or folder with annotations.json, or a YOLO folder with data.yaml.")
 @click.option("--strategies", default="random,uncertainty,coreset,hybrid", show_default=True, callback=_csv,
-              help="Comma-separated strategies; 'random' is the reference for label efficiency.")
+              help="Comma-separated strategies; 'random' is the reference for label efficiency. Parameters "
+                   "after the name run a variant beside the default: hybrid:diversity=kcenter.")
 @click.option("--rounds", default=5, show_default=True, help="Selection rounds after round 0.")
 @click.option("--budget", default=40, show_default=True, help="Frames revealed per round.")
 @click.option("--seeds", default=3, show_default=True, help="Seeds 0..N-1 (each: its own initial set).")
