@@ -521,7 +521,7 @@ def initial_rows(n_pool: int, initial: int, seed: int) -> np.ndarray:
 def run_simulation(data: SimData, config: SimConfig, work_dir: str | os.PathLike, *,
                    step_lock: StepLock = _no_lock, log: Callable[[str], None] = lambda m: None,
                    on_update: Callable[[dict], None] | None = None, backend=None,
-                   lock_per: str = "round") -> dict:
+                   lock_per: str = "round", resume: bool = False) -> dict:
     """Run every seed x strategy x round; returns the results dict (also written to
     ``work_dir/results.json`` after every round, so an interrupted run keeps what finished).
 
@@ -529,6 +529,12 @@ def run_simulation(data: SimData, config: SimConfig, work_dir: str | os.PathLike
     the machine -- held per round (``lock_per="round"``: round 0 of a seed, or one round of every
     strategy, a few minutes) or per train/evaluate/score step (``"step"``). ``backend``: default
     ``ReferenceBackend``.
+
+    ``resume``: continue the run in ``work_dir`` -- every (seed, strategy, round) already in its
+    ``results.json`` is kept as it is (not retrained, not duplicated) and the rest runs from the
+    last finished checkpoint of each strategy. Selections and training seeds depend only on (seed,
+    round), so a resumed run picks the same frames an uninterrupted one would. A ``results.json``
+    of a different configuration or data is refused (``InputError``).
     """
     if lock_per not in ("round", "step"):
         raise InputError(f"lock_per must be 'round' or 'step', got {lock_per!r}")
@@ -550,6 +556,16 @@ def run_simulation(data: SimData, config: SimConfig, work_dir: str | os.PathLike
         "rounds": [], "selections": [], "timings": {"train_s": [], "finetune_s": [], "eval_s": [], "score_s": []},
         "complete": False,
     }
+    done_rounds: dict[tuple, dict] = {}
+    done_selections: dict[tuple, dict] = {}
+    previous_s = 0.0
+    if resume and (work / "results.json").is_file():
+        previous = _previous_results(work / "results.json", results)
+        done_rounds = {(r["seed"], r["strategy"], r["round"]): r for r in previous["rounds"]}
+        done_selections = {(x["seed"], x["strategy"], x["round"]): x for x in previous["selections"]}
+        results["timings"] = previous["timings"]
+        previous_s = float(previous.get("elapsed_s") or 0.0)
+        log(f"resuming: {len(done_rounds)} finished (seed, strategy, round) results kept")
 
     def record(seed: int, strategy: str, rnd: int, labeled: int, ev: dict, extra: dict) -> None:
         rec = {"seed": seed, "strategy": strategy, "round": rnd, "labeled": labeled, "map50": ev["map50"],
@@ -558,7 +574,7 @@ def run_simulation(data: SimData, config: SimConfig, work_dir: str | os.PathLike
         results["rounds"].append(rec)
 
     def flush() -> None:
-        results["elapsed_s"] = round(time.perf_counter() - started, 1)
+        results["elapsed_s"] = round(previous_s + time.perf_counter() - started, 1)
         results["summary"] = summarize(results["rounds"], config.strategies)
         tmp = work / "results.json.tmp"
         tmp.write_text(json.dumps(results, indent=1, default=_json_default))
@@ -582,14 +598,21 @@ def run_simulation(data: SimData, config: SimConfig, work_dir: str | os.PathLike
         labeled0[initial_rows(n_pool, config.initial, seed)] = True
         ckpt0 = seed_dir / "round0.pt"
         train_json = write_coco_subset(data, data.pool_ids[labeled0], seed_dir / "round0.json")
-        log(f"seed {seed}: round 0, training from scratch on {config.initial} frames ({config.initial_iters} iterations)")
-        with round_lock():
-            train_s = timed("train_s", backend.train, train_json, ckpt0, init=None, iters=config.initial_iters, seed=seed)
-            ev0 = timed("eval_s", backend.evaluate, ckpt0)
-            scores0 = timed("score_s", backend.score, ckpt0) if any(_needs_model(s) for s in config.strategies) else None
-        for strategy in config.strategies:
-            record(seed, strategy, 0, config.initial, ev0, {"train_s": train_s, "initial_pool_rows": np.flatnonzero(labeled0).tolist()})
-        log(f"seed {seed}: round 0 mAP@0.5 {ev0['map50']:.3f} mAP {ev0['map']:.3f} {rare} AP50 {rare_ap(ev0):.3f}")
+        kept0 = [done_rounds.get((seed, s, 0)) for s in config.strategies]
+        if all(kept0) and ckpt0.is_file():
+            results["rounds"].extend(kept0)
+            scores0 = _STALE  # scored again only if a strategy still has rounds to run
+            log(f"seed {seed}: round 0 kept from the interrupted run")
+        else:
+            log(f"seed {seed}: round 0, training from scratch on {config.initial} frames ({config.initial_iters} iterations)")
+            with round_lock():
+                train_s = timed("train_s", backend.train, train_json, ckpt0, init=None, iters=config.initial_iters, seed=seed)
+                ev0 = timed("eval_s", backend.evaluate, ckpt0)
+                scores0 = timed("score_s", backend.score, ckpt0) if any(_needs_model(s) for s in config.strategies) else None
+            for strategy in config.strategies:
+                record(seed, strategy, 0, config.initial, ev0, {"train_s": train_s, "initial_pool_rows": np.flatnonzero(labeled0).tolist()})
+            log(f"seed {seed}: round 0 mAP@0.5 {ev0['map50']:.3f} mAP {ev0['map']:.3f} {rare} AP50 {rare_ap(ev0):.3f}")
+            done_rounds = {k: v for k, v in done_rounds.items() if k[0] != seed}  # round 0 was redone: so is the rest
         flush()
         state = {s: {"labeled": labeled0.copy(), "ckpt": ckpt0, "scores": scores0 if _needs_model(s) else None}
                  for s in config.strategies}
@@ -597,6 +620,20 @@ def run_simulation(data: SimData, config: SimConfig, work_dir: str | os.PathLike
             with round_lock():
                 for strategy in config.strategies:
                     st = state[strategy]
+                    kept, kept_selection = done_rounds.get((seed, strategy, rnd)), done_selections.get((seed, strategy, rnd))
+                    ckpt = seed_dir / strategy / f"round{rnd}.pt"
+                    if kept and kept_selection and (ckpt.is_file() or (seed, strategy, rnd + 1) in done_rounds):
+                        st["labeled"][np.asarray(kept_selection["pool_rows"], np.int64)] = True
+                        results["selections"].append(kept_selection)
+                        results["rounds"].append(kept)
+                        st["ckpt"] = ckpt
+                        st["scores"] = _STALE if _needs_model(strategy) else None
+                        continue
+                    if st["scores"] is _STALE:
+                        if not Path(st["ckpt"]).is_file():
+                            raise InputError(f"cannot resume {strategy} at seed {seed} round {rnd}: its checkpoint "
+                                             f"{st['ckpt']} is gone; start over with --fresh or use a new --out")
+                        st["scores"] = timed("score_s", backend.score, st["ckpt"])
                     rows = select_rows(strategy, st["scores"], st["labeled"], config.budget, seed=seed * 1000 + rnd,
                                        meta=meta, classes=data.classes, uncertainty_name=config.uncertainty,
                                        params=config.strategy_params.get(strategy))
@@ -605,7 +642,6 @@ def run_simulation(data: SimData, config: SimConfig, work_dir: str | os.PathLike
                                                   "pool_rows": rows.tolist(), "image_ids": data.pool_ids[rows].tolist()})
                     sdir = seed_dir / strategy
                     train_json = write_coco_subset(data, data.pool_ids[st["labeled"]], sdir / f"round{rnd}.json")
-                    ckpt = sdir / f"round{rnd}.pt"
                     # Same seed and iteration budget for every strategy in this round: only the data differs.
                     train_s = timed("finetune_s", backend.train, train_json, ckpt, init=st["ckpt"],
                                     iters=config.finetune_iters, seed=seed * 1000 + rnd)
@@ -613,17 +649,36 @@ def run_simulation(data: SimData, config: SimConfig, work_dir: str | os.PathLike
                     labeled_n = int(st["labeled"].sum())
                     record(seed, strategy, rnd, labeled_n, ev,
                            {"train_s": train_s, "new_rare_objects": _count_class(data, data.pool_ids[rows], rare)})
-                    if st["ckpt"] != ckpt0:
-                        Path(st["ckpt"]).unlink(missing_ok=True)  # keep disk use flat; the last one stays
-                    st["ckpt"] = ckpt
                     if _needs_model(strategy) and rnd < config.rounds:
                         st["scores"] = timed("score_s", backend.score, ckpt)
                     log(f"seed {seed} round {rnd} {strategy:<12} labeled {labeled_n:>5}  mAP@0.5 {ev['map50']:.3f}  "
                         f"mAP {ev['map']:.3f}  {rare} AP50 {rare_ap(ev):.3f}")
                     flush()
+                    # Only now that the round is on record: a crash before this line resumes from the old one.
+                    if st["ckpt"] != ckpt0:
+                        Path(st["ckpt"]).unlink(missing_ok=True)  # keep disk use flat; the last one stays
+                    st["ckpt"] = ckpt
     results["complete"] = True
     flush()
     return results
+
+
+# A strategy's pool scores are out of date (a resumed run): score its checkpoint before selecting.
+_STALE = object()
+
+
+def _previous_results(path: Path, fresh: dict) -> dict:
+    """The results of an interrupted run in the same work folder, if it ran the same configuration
+    on the same data; otherwise ``InputError``."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot resume from {path}: {exc}; start over with --fresh or use a new --out") from exc
+    for key in ("config", "data"):
+        if json.loads(json.dumps(previous.get(key), default=_json_default)) != json.loads(json.dumps(fresh[key], default=_json_default)):
+            raise InputError(f"{path} holds a run with a different {key}; resume it with the same options, start over "
+                             "with --fresh, or use a new --out")
+    return previous
 
 
 def _count_class(data: SimData, image_ids, class_name: str) -> int:

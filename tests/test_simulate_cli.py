@@ -11,10 +11,10 @@ from curation.cli import main
 
 def test_simulate_runs_real_rounds_and_writes_results(synth_small, tmp_path):
     out = tmp_path / "sim"
-    result = CliRunner().invoke(main, [
-        "simulate", "--data", str(synth_small), "--strategies", "random,hybrid", "--rounds", "1", "--budget", "6",
-        "--initial", "12", "--seeds", "1", "--test-frames", "30", "--initial-iters", "6", "--finetune-iters", "3",
-        "--input-size", "128x96", "--out", str(out), "--json"])
+    args = ["simulate", "--data", str(synth_small), "--strategies", "random,hybrid", "--rounds", "1", "--budget", "6",
+            "--initial", "12", "--seeds", "1", "--test-frames", "30", "--initial-iters", "6", "--finetune-iters", "3",
+            "--input-size", "128x96", "--out", str(out), "--json"]
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert set(data["summary"]["strategies"]) == {"random", "hybrid"}
@@ -24,7 +24,20 @@ def test_simulate_runs_real_rounds_and_writes_results(synth_small, tmp_path):
         assert 0.0 <= rec["map50"] <= 1.0 and 0.0 <= rec["map"] <= rec["map50"] + 1e-9
         assert rec["labeled"] == 12 + 6 * rec["round"]
     assert (out / "curves.png").stat().st_size > 1000
-    assert (out / "seed0" / "hybrid" / "round1.pt").is_file()
+    checkpoint = out / "seed0" / "hybrid" / "round1.pt"
+    assert checkpoint.is_file()
+
+    # the same command again continues the finished run: nothing is trained or added twice
+    written = checkpoint.stat().st_mtime_ns
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0, again.output
+    assert json.loads((out / "results.json").read_text())["rounds"] == results["rounds"]
+    assert checkpoint.stat().st_mtime_ns == written
+    # other options on the same folder are refused, with the way out
+    changed = CliRunner().invoke(main, [a if a != "6" else "7" for a in args])
+    assert changed.exit_code == 1 and "--fresh" in changed.output
+    fresh = CliRunner().invoke(main, [*args, "--fresh"])
+    assert fresh.exit_code == 0 and checkpoint.stat().st_mtime_ns != written
 
 
 def test_simulate_rejects_bad_input(tmp_path):

@@ -162,3 +162,50 @@ def test_a_strategy_variant_runs_beside_its_default(synth_small, tmp_path):
     picks = {sel["strategy"]: sel["pool_rows"] for sel in results["selections"]}
     assert set(picks) == set(variants) and all(len(rows) == 6 for rows in picks.values())
     assert picks["hybrid"] != picks["hybrid:diversity=kcenter"], "the variant's parameter reached the strategy"
+
+
+class CrashingBackend(ArrayBackend):
+    """Dies (like a killed process) at the ``crash_at``-th training call."""
+
+    def __init__(self, data, crash_at: int):
+        super().__init__(data)
+        self.crash_at = crash_at
+
+    def train(self, train_json, out, **kwargs) -> float:
+        if len(self.calls) + 1 == self.crash_at:
+            raise KeyboardInterrupt("killed")
+        return super().train(train_json, out, **kwargs)
+
+
+@pytest.mark.parametrize("crash_at", [1, 2, 7, 12, 15])
+def test_an_interrupted_run_resumes_without_repeating_or_duplicating_rounds(synth_small, tmp_path, crash_at):
+    data = prepare_data(synth_small, test_frames=30)
+    config = SimConfig(strategies=STRATEGIES, rounds=2, budget=6, seeds=[0, 1], initial=10, finetune_iters=7,
+                       initial_iters=11)
+    reference = run_simulation(data, config, tmp_path / "whole", backend=ArrayBackend(data))
+    # 2 seeds x (1 round-0 training + 4 strategies x 2 rounds) = 18 trainings in all
+    with pytest.raises(KeyboardInterrupt):
+        run_simulation(data, config, tmp_path / "cut", backend=CrashingBackend(data, crash_at))
+    backend = ArrayBackend(data)
+    resumed = run_simulation(data, config, tmp_path / "cut", backend=backend, resume=True)
+    assert resumed["complete"]
+    key = lambda r: (r["seed"], r["strategy"], r["round"])  # noqa: E731
+    assert sorted(map(key, resumed["rounds"])) == sorted(map(key, reference["rounds"]))
+    assert len(set(map(key, resumed["rounds"]))) == len(resumed["rounds"]) == 2 * 4 * 3
+    assert ({key(s): s["pool_rows"] for s in resumed["selections"]} == {key(s): s["pool_rows"] for s in reference["selections"]})
+    assert ({key(r): r["map50"] for r in resumed["rounds"]} == {key(r): r["map50"] for r in reference["rounds"]})
+    trainings = [call for call in backend.calls if call[0] == "train"]
+    assert len(trainings) == 18 - (crash_at - 1), "finished rounds are not trained again"
+    # resuming a finished run does nothing
+    again = ArrayBackend(data)
+    run_simulation(data, config, tmp_path / "cut", backend=again, resume=True)
+    assert again.calls == []
+
+
+def test_resume_refuses_a_different_configuration(synth_small, tmp_path):
+    data = prepare_data(synth_small, test_frames=30)
+    config = SimConfig(strategies=["random"], rounds=1, budget=6, seeds=[0], initial=10, finetune_iters=3, initial_iters=3)
+    run_simulation(data, config, tmp_path, backend=ArrayBackend(data))
+    other = SimConfig(strategies=["random"], rounds=1, budget=7, seeds=[0], initial=10, finetune_iters=3, initial_iters=3)
+    with pytest.raises(InputError, match="different config"):
+        run_simulation(data, other, tmp_path, backend=ArrayBackend(data), resume=True)

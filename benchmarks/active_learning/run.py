@@ -95,7 +95,7 @@ def run_curve(name: str, cfg: dict, args) -> dict:
 
     kwargs = {"step_lock": step_lock} if step_lock else {}
     results = run_simulation(data, config, work, log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True),
-                             on_update=partial, **kwargs)
+                             on_update=partial, resume=args.resume, **kwargs)
     write_curve(name, results, png)
     return results
 
@@ -184,6 +184,8 @@ def main() -> None:
                         help="Where generated synthetic data is kept between runs.")
     parser.add_argument("--work", default=os.environ.get("BELTCURATE_BENCH_WORK", "/tmp/beltcurate-bench/work"),
                         help="Checkpoints and per-round files.")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the interrupted run in --work (finished rounds are kept)")
     parser.add_argument("--lock", default=None, help="flock file taken around each heavy step (shared CPU).")
     parser.add_argument("--trashnet", default=str(TRASHNET))
     parser.add_argument("--rewrite", action="store_true",

@@ -34,16 +34,19 @@ def _csv(_ctx, _param, value: str) -> list[str]:
               help="Folder for results.json, curves.png and per-round checkpoints.")
 @click.option("--cpu-lock", type=click.Path(dir_okay=False),
               help="flock file held during each round's training and evaluation (machines shared with other jobs).")
+@click.option("--resume/--fresh", default=True, show_default=True,
+              help="Continue the run already in OUT (finished rounds are kept, not redone), or start over.")
 @json_option
 @pass_app
 def simulate(app, data_path, strategies, rounds, budget, seeds, initial, test_frames, pool_frames, initial_iters,
-             finetune_iters, arch, input_size, uncertainty, out_dir, cpu_lock) -> None:
+             finetune_iters, arch, input_size, uncertainty, out_dir, cpu_lock, resume) -> None:
     """Simulate labeling rounds with known labels and compare strategies against random.
 
     Each round every strategy fine-tunes its detector on its labeled frames (same iteration
     budget for all), is evaluated on a fixed test split (mAP@0.5, mAP@[.5:.95], rare-class AP),
     scores the pool and selects BUDGET frames whose labels are then revealed. Writes
-    OUT/results.json (after every round) and OUT/curves.png (mean ± std over seeds).
+    OUT/results.json (after every round) and OUT/curves.png (mean ± std over seeds). Run the
+    same command again after a crash or Ctrl-C and it continues where it stopped.
 
     \b
     Examples:
@@ -68,7 +71,7 @@ def simulate(app, data_path, strategies, rounds, budget, seeds, initial, test_fr
     data = prepare_data(data_path, test_frames=test_frames, pool_frames=pool_frames)
     log = (lambda m: click.echo(m, err=True)) if not app.json_output else (lambda m: None)
     kwargs = {"step_lock": file_lock(cpu_lock)} if cpu_lock else {}
-    results = run_simulation(data, config, out_dir, log=log, **kwargs)
+    results = run_simulation(data, config, out_dir, log=log, resume=resume, **kwargs)
     png = plot_curves(results, Path(out_dir) / "curves.png")
     summary = results["summary"]
     app.emit({"out": str(out_dir), "curves_png": str(png), "elapsed_s": results["elapsed_s"], "summary": summary},

@@ -30,14 +30,18 @@ class ArrayBackend:
         Path(out).write_text(json.dumps(ids))
         return 0.0
 
+    def _ids(self, checkpoint) -> list[int]:
+        # a resumed run starts from checkpoints an earlier backend wrote
+        return self.trained.get(str(checkpoint)) or json.loads(Path(checkpoint).read_text())
+
     def evaluate(self, checkpoint) -> dict:
-        ids = self.trained[str(checkpoint)]
+        ids = self._ids(checkpoint)
         sequences = {self.data.groups[i] for i in ids}
         value = float(1 - np.exp(-(len(ids) + 3 * len(sequences)) / 200))
         return {"map50": value, "map": value / 2, "per_class_ap50": {name: value / 3 for name in self.data.classes}}
 
     def score(self, checkpoint) -> PoolScores:
-        rng = np.random.default_rng(len(self.trained[str(checkpoint)]))
+        rng = np.random.default_rng(len(self._ids(checkpoint)))
         emb = rng.normal(size=(self.n, self.dim)).astype(np.float32)
         emb /= np.linalg.norm(emb, axis=1, keepdims=True)
         predictions = []
