@@ -59,6 +59,28 @@ def test_there_are_notebooks():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
 def test_notebook_executes(path: Path, demo_env: dict, test_output: Path):
+    notebook = _execute(path, demo_env, test_output)
+    errors = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", [])
+              if output.get("output_type") == "error"]
+    assert not errors
+    assert any(cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
+
+
+def test_learning_curve_notebook_runs_its_own_tiny_simulation(test_output: Path):
+    """With BELTCURATE_NOTEBOOK_TINY=1 the notebook trains, selects and evaluates a tiny simulation
+    itself instead of reading benchmarks/results/ (a fresh clone without benchmark results)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BELTCURATE_")}
+    env.update(BELTCURATE_NOTEBOOK_TINY="1", OMP_WAIT_POLICY="PASSIVE", MPLBACKEND="agg")
+    notebook = _execute(REPO / "notebooks" / "active_learning_curves.ipynb", env, test_output,
+                        saved_as="active_learning_curves-tiny.ipynb")
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    assert "tiny simulation run by this notebook" in text and "complete: True" in text
+    assert any("image/png" in o.get("data", {}) for o in outputs), "the learning curves are drawn"
+
+
+def _execute(path: Path, env: dict, test_output: Path, saved_as: str | None = None):
     import nbformat
     from nbclient import NotebookClient
 
@@ -67,7 +89,7 @@ def test_notebook_executes(path: Path, demo_env: dict, test_output: Path):
                             resources={"metadata": {"path": str(path.parent)}})
     saved = os.environ.copy()
     os.environ.clear()
-    os.environ.update(demo_env)  # the kernel process inherits this environment
+    os.environ.update(env)  # the kernel process inherits this environment
     try:
         client.execute()
     finally:
@@ -75,8 +97,5 @@ def test_notebook_executes(path: Path, demo_env: dict, test_output: Path):
         os.environ.update(saved)
         out_dir = test_output / "notebooks"
         out_dir.mkdir(exist_ok=True)
-        nbformat.write(notebook, out_dir / path.name)
-    errors = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", [])
-              if output.get("output_type") == "error"]
-    assert not errors
-    assert any(cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
+        nbformat.write(notebook, out_dir / (saved_as or path.name))
+    return notebook
