@@ -48,8 +48,12 @@ def main() -> None:
     test_json = work / "test.json"
     lock = file_lock(args.lock) if args.lock else None
     simulated = json.loads((RESULTS / f"active_learning_{args.config}.json").read_text())
-    curves: dict[int, list[dict]] = {}
+    earlier = RESULTS / f"active_learning_{args.config}-budget-control.json"
+    curves: dict[int, list[dict]] = ({int(k): v for k, v in json.loads(earlier.read_text())["curves"].items()}
+                                     if earlier.is_file() else {})
     for seed in (int(s) for s in args.seeds.split(",")):
+        if seed in curves:  # measured before: the same seeds give the same curve
+            continue
         seed_dir = work / f"seed{seed}"
         round0, train_json = seed_dir / "round0.pt", seed_dir / "round0.json"
         if not round0.is_file():
@@ -70,7 +74,7 @@ def main() -> None:
                   flush=True)
             init = ckpt
         curves[seed] = points
-    write(args.config, curves, simulated)
+        write(args.config, dict(sorted(curves.items())), simulated)
 
 
 def write(name: str, curves: dict[int, list[dict]], simulated: dict) -> None:
