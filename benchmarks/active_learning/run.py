@@ -110,7 +110,8 @@ def write_curve(name: str, results: dict, png: Path) -> None:
 
     coco, _, _ = read_labeled_set(results["data"]["source"])
     results["selection_stats"] = selection_stats(results, coco)
-    stats_md = ["| strategy | frames picked | objects/frame | battery-class objects/frame | distinct sequences/frame | site share |",
+    stats_md = [f"| strategy | frames picked | objects/frame | {results['data']['rare_class']} objects/frame | "
+                "distinct sequences/frame | site share |",
                 "|---|---|---|---|---|---|"]
     for strategy, st in results["selection_stats"].items():
         stats_md.append(f"| {strategy} | {st['frames']} | {st['objects_per_frame']} | {st['rare_objects_per_frame']} | "
