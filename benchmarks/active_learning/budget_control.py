@@ -75,6 +75,7 @@ def main() -> None:
             init = ckpt
         curves[seed] = points
         write(args.config, dict(sorted(curves.items())), simulated)
+    write(args.config, dict(sorted(curves.items())), simulated)  # the strategies' curves as they are now
 
 
 def write(name: str, curves: dict[int, list[dict]], simulated: dict) -> None:
