@@ -674,8 +674,9 @@ def _previous_results(path: Path, fresh: dict) -> dict:
         previous = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot resume from {path}: {exc}; start over with --fresh or use a new --out") from exc
+    as_json = lambda value: json.loads(json.dumps(value, default=_json_default))  # noqa: E731  (tuples -> lists)
     for key in ("config", "data"):
-        if json.loads(json.dumps(previous.get(key), default=_json_default)) != json.loads(json.dumps(fresh[key], default=_json_default)):
+        if as_json(previous.get(key)) != as_json(fresh[key]):
             raise InputError(f"{path} holds a run with a different {key}; resume it with the same options, start over "
                              "with --fresh, or use a new --out")
     return previous

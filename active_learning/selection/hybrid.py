@@ -15,7 +15,8 @@ Stages, ordered so that nothing O(N^2) touches the whole pool:
    ``kcenter``: k-center greedy seeded with the labeled frames, so picks fill the gaps of the
    labeled set (farthest-first: drawn to outliers); ``kmeanspp``: its randomized cousin;
 5. rare-class quota: if fewer than ``rare_quota x budget`` picks have a predicted rare class, the
-   rest of the quota comes from the rare candidates (k-center again, seeded with labeled + picked);
+   rest of the quota comes from the rare candidates (the same diversity step, measured from
+   labeled + picked);
    an unused quota goes back to the diversity stage;
 6. exploration: ``explore_fraction x budget`` uniform draws from the deduplicated eligible pool
    (never within ``dedupe_threshold`` of a pick): a guard against a confidently wrong model;

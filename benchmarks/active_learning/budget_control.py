@@ -24,7 +24,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from benchmarks.active_learning.run import CONFIGS, synth_data  # noqa: E402
+from benchmarks.active_learning.run import CONFIGS, TRASHNET, load_data  # noqa: E402
 from benchmarks.common import RESULTS, save  # noqa: E402
 
 
@@ -35,17 +35,18 @@ def main() -> None:
     parser.add_argument("--cache", default=os.environ.get("BELTCURATE_BENCH_CACHE", "/tmp/beltcurate-bench"))
     parser.add_argument("--work", default=os.environ.get("BELTCURATE_BENCH_WORK", "/tmp/beltcurate-bench/work"))
     parser.add_argument("--lock", default=None, help="flock file taken around each fine-tune + evaluation")
+    parser.add_argument("--trashnet", default=str(TRASHNET))
     args = parser.parse_args()
 
-    from active_learning.simulate import SimConfig, file_lock, prepare_data
-    from active_learning.train import evaluate, train_detector
+    from active_learning.simulate import ReferenceBackend, SimConfig, file_lock
 
     cfg = CONFIGS[args.config]
-    data = prepare_data(synth_data(cfg["synth_frames"], Path(args.cache)), test_frames=cfg["test_frames"],
-                        pool_frames=cfg["pool_frames"])
-    defaults = SimConfig(strategies=["random"])
+    data = load_data(cfg, args)
     work = Path(args.work) / f"active_learning_{args.config}"
-    test_json = work / "test.json"
+    # The simulation's own backend: the fine-tunes are the simulation's, by construction.
+    config = SimConfig(strategies=["random"], initial_iters=cfg["initial_iters"], finetune_iters=cfg["finetune_iters"],
+                       input_size=tuple(cfg["input_size"]), batch_size=cfg["batch_size"])
+    backend = ReferenceBackend(data, config, work / "test.json")
     lock = file_lock(args.lock) if args.lock else None
     simulated = json.loads((RESULTS / f"active_learning_{args.config}.json").read_text())
     earlier = RESULTS / f"active_learning_{args.config}-budget-control.json"
@@ -66,16 +67,15 @@ def main() -> None:
         for rnd in range(1, cfg["rounds"] + 1):
             ckpt = out_dir / f"round{rnd}.pt"
             with (lock() if lock else contextlib.nullcontext()):
-                train_detector(train_json, data.image_root, ckpt, init_checkpoint=init, max_iters=cfg["finetune_iters"],
-                               seed=seed * 1000 + rnd, batch_size=cfg["batch_size"], lr=defaults.finetune_lr)
-                ev = evaluate(ckpt, test_json, data.image_root)
+                backend.train(train_json, ckpt, init=init, iters=config.finetune_iters, seed=seed * 1000 + rnd)
+                ev = backend.evaluate(ckpt)
             points.append({"round": rnd, "labeled": start["labeled"], "map50": ev["map50"], "map": ev["map"]})
             print(time.strftime("%H:%M:%S"), f"seed {seed} round {rnd} (no new labels) mAP@0.5 {ev['map50']:.3f}",
                   flush=True)
             init = ckpt
         curves[seed] = points
-        write(args.config, dict(sorted(curves.items())), simulated)
-    write(args.config, dict(sorted(curves.items())), simulated)  # the strategies' curves as they are now
+        write(args.config, dict(sorted(curves.items())), simulated)  # a finished seed is kept
+    write(args.config, dict(sorted(curves.items())), simulated)  # with the strategies' curves as they are now
 
 
 def write(name: str, curves: dict[int, list[dict]], simulated: dict) -> None:

@@ -74,14 +74,21 @@ def synth_data(frames: int, cache: Path) -> Path:
     return out
 
 
-def run_curve(name: str, cfg: dict, args) -> dict:
-    from active_learning.simulate import SimConfig, file_lock, prepare_data, run_simulation
+def load_data(cfg: dict, args):
+    """The ``SimData`` of a configuration: trashnet (its YOLO test split held out, train+valid the
+    pool) or the synthetic belt set with a test split and pool cap."""
+    from active_learning.simulate import prepare_data
 
     if cfg.get("data") == "trashnet":
-        data = prepare_data(Path(args.trashnet))  # the YOLO test split is held out; train+valid form the pool
-    else:
-        data_path = synth_data(cfg["synth_frames"], Path(args.cache))
-        data = prepare_data(data_path, test_frames=cfg["test_frames"], pool_frames=cfg["pool_frames"])
+        return prepare_data(Path(args.trashnet))
+    return prepare_data(synth_data(cfg["synth_frames"], Path(args.cache)), test_frames=cfg["test_frames"],
+                        pool_frames=cfg["pool_frames"])
+
+
+def run_curve(name: str, cfg: dict, args) -> dict:
+    from active_learning.simulate import SimConfig, file_lock, run_simulation
+
+    data = load_data(cfg, args)
     config = SimConfig(strategies=args.strategies or STRATEGIES, rounds=cfg["rounds"], budget=cfg["budget"],
                        seeds=cfg["seeds"], initial=cfg["initial"], test_frames=cfg["test_frames"],
                        pool_frames=cfg["pool_frames"], initial_iters=cfg["initial_iters"],
@@ -137,16 +144,10 @@ def write_curve(name: str, results: dict, png: Path) -> None:
 
 def run_quality(name: str, cfg: dict, args) -> dict:
     from active_learning.selection_quality import run_selection_quality
-    from active_learning.simulate import file_lock, prepare_data
+    from active_learning.simulate import file_lock
 
-    if cfg.get("data") == "trashnet":
-        path = Path(args.trashnet)
-        data = prepare_data(path)  # the YOLO test split is held out; train+valid form the pool
-        rare = None
-    else:
-        data = prepare_data(synth_data(cfg["synth_frames"], Path(args.cache)), test_frames=cfg["test_frames"],
-                            pool_frames=cfg["pool_frames"])
-        rare = ["battery"]
+    data = load_data(cfg, args)
+    rare = None if cfg.get("data") == "trashnet" else ["battery"]
     step_lock = file_lock(args.lock) if args.lock else None
     result = run_selection_quality(
         data, args.strategies or STRATEGIES, seeds=cfg["seeds"], seed_frames=cfg["seed_frames"], budget=cfg["budget"],
