@@ -23,8 +23,6 @@ from curation.processes import pid_alive as _pid_alive
 log = logging.getLogger(__name__)
 
 
-
-
 def acquire(catalog: Catalog, name: str, *, run_id: int | None = None) -> Lock:
     """Take lock ``name`` for this process or raise ``LockError`` naming the holder."""
     me, host = os.getpid(), socket.gethostname()

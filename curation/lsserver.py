@@ -81,8 +81,6 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-
-
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
