@@ -88,6 +88,8 @@ def annotate_pushed_tasks() -> int:
     sys.path.insert(0, str(REPO))
     from curation.labelstudio import LabelStudioClient, as_config
     from curation.settings import load_settings
+    from exporters.labelstudio import box_to_ls_region
+    from exporters.types import Box
 
     settings = load_settings(DEMO / "beltcurate.toml", env={})
     config = as_config(settings)
@@ -105,13 +107,8 @@ def annotate_pushed_tasks() -> int:
             if task.get("total_annotations"):
                 continue
             image, anns = truth[Path(task["data"]["image"]).name]
-            w, h = image["width"], image["height"]
-            result = [{
-                "id": f"r{k}", "type": "rectanglelabels", "from_name": "label", "to_name": "image",
-                "original_width": w, "original_height": h, "image_rotation": 0,
-                "value": {"x": 100 * a["bbox"][0] / w, "y": 100 * a["bbox"][1] / h, "width": 100 * a["bbox"][2] / w,
-                          "height": 100 * a["bbox"][3] / h, "rotation": 0, "rectanglelabels": [names[a["category_id"]]]},
-            } for k, a in enumerate(anns)]
+            result = [box_to_ls_region(Box(tuple(a["bbox"]), names[a["category_id"]]), image["width"], image["height"],
+                                       region_id=f"r{k}") for k, a in enumerate(anns)]
             client.request("POST", f"/api/tasks/{task['id']}/annotations/",
                            json={"result": result, "lead_time": 8.0 + len(anns), "was_cancelled": False})
             done += 1
